@@ -1,0 +1,3 @@
+from xds_hub.cli import main
+
+raise SystemExit(main())

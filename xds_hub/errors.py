@@ -1,0 +1,140 @@
+"""Error codes and the problems that carry them: the ONLY place an error-code string is written.
+
+IHE XDS error codes come from ITI TF-3 4.2.4.1 (Table 4.2.4.1-2), ITI TF-2 3.18.4.1.3 and the
+Metadata Update / Remove Metadata supplements; ebRS codes from OASIS ebRS 3.0.  Other modules
+refer to :class:`ErrorCode` members, never to the strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """IHE / ebRS error codes carried in RegistryError/@errorCode."""
+
+    # ITI TF-3 Table 4.2.4.1-2
+    MISSING_DOCUMENT = "XDSMissingDocument"
+    MISSING_DOCUMENT_METADATA = "XDSMissingDocumentMetadata"
+    REGISTRY_NOT_AVAILABLE = "XDSRegistryNotAvailable"
+    REGISTRY_ERROR = "XDSRegistryError"
+    REPOSITORY_ERROR = "XDSRepositoryError"
+    REGISTRY_DUPLICATE_UNIQUE_ID_IN_MESSAGE = "XDSRegistryDuplicateUniqueIdInMessage"
+    REPOSITORY_DUPLICATE_UNIQUE_ID_IN_MESSAGE = "XDSRepositoryDuplicateUniqueIdInMessage"
+    DUPLICATE_UNIQUE_ID_IN_REGISTRY = "XDSDuplicateUniqueIdInRegistry"
+    NON_IDENTICAL_HASH = "XDSNonIdenticalHash"
+    NON_IDENTICAL_SIZE = "XDSNonIdenticalSize"
+    REGISTRY_BUSY = "XDSRegistryBusy"
+    REPOSITORY_BUSY = "XDSRepositoryBusy"
+    REGISTRY_OUT_OF_RESOURCES = "XDSRegistryOutOfResources"
+    REPOSITORY_OUT_OF_RESOURCES = "XDSRepositoryOutOfResources"
+    REGISTRY_METADATA_ERROR = "XDSRegistryMetadataError"
+    REPOSITORY_METADATA_ERROR = "XDSRepositoryMetadataError"
+    TOO_MANY_RESULTS = "XDSTooManyResults"
+    EXTRA_METADATA_NOT_SAVED = "XDSExtraMetadataNotSaved"
+    UNKNOWN_PATIENT_ID = "XDSUnknownPatientId"
+    PATIENT_ID_DOES_NOT_MATCH = "XDSPatientIdDoesNotMatch"
+    UNKNOWN_STORED_QUERY = "XDSUnknownStoredQuery"
+    STORED_QUERY_MISSING_PARAM = "XDSStoredQueryMissingParam"
+    STORED_QUERY_PARAM_NUMBER = "XDSStoredQueryParamNumber"
+    REGISTRY_DEPRECATED_DOCUMENT_ERROR = "XDSRegistryDeprecatedDocumentError"
+    UNKNOWN_REPOSITORY_ID = "XDSUnknownRepositoryId"
+    DOCUMENT_UNIQUE_ID_ERROR = "XDSDocumentUniqueIdError"
+    RESULT_NOT_SINGLE_PATIENT = "XDSResultNotSinglePatient"
+    PARTIAL_FOLDER_CONTENT_NOT_PROCESSED = "PartialFolderContentNotProcessed"
+    PARTIAL_REPLACE_CONTENT_NOT_PROCESSED = "PartialReplaceContentNotProcessed"
+    PARTIAL_TRANSFORM_NOT_PROCESSED = "PartialTransformNotProcessed"
+    PARTIAL_APPENDED_CONTENT_NOT_PROCESSED = "PartialAppendContentNotProcessed"
+    PARTIAL_TRANSFORM_REPLACE_NOT_PROCESSED = "PartialTransformReplaceNotProcessed"
+    UNKNOWN_COMMUNITY = "XDSUnknownCommunity"
+    MISSING_HOME_COMMUNITY_ID = "XDSMissingHomeCommunityId"
+    UNAVAILABLE_COMMUNITY = "XDSUnavailableCommunity"
+    # Metadata Update (ITI-57) supplement
+    METADATA_UPDATE_ERROR = "XDSMetadataUpdateError"
+    METADATA_VERSION_ERROR = "XDSMetadataVersionError"
+    METADATA_UPDATE_OPERATION_ERROR = "XDSMetadataUpdateOperationError"
+    PATIENT_ID_RECONCILIATION_ERROR = "XDSPatientIDReconciliationError"
+    # ebRS 3.0 / Remove Metadata (ITI-62) and Remove Documents (ITI-86)
+    UNRESOLVED_REFERENCE = "UnresolvedReferenceException"
+    REFERENCES_EXIST = "ReferencesExistException"
+    UNREFERENCED_OBJECT = "UnreferencedObjectException"
+    # XDS-I.b (RAD TF-3 4.69)
+    XDSI_REQUEST_ERROR = "XDSIRequestError"
+
+
+class Severity(StrEnum):
+    ERROR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
+    WARNING = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One RegistryError: what went wrong (code), in words (context), and where (location)."""
+
+    code: ErrorCode
+    context: str
+    location: str = ""
+    severity: Severity = Severity.ERROR
+
+
+class XdsError(Exception):
+    """A transaction failed with one or more IHE problems; becomes a RegistryResponse Failure."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        if not self.problems:
+            raise ValueError("XdsError needs at least one problem")
+        super().__init__("; ".join(f"{p.code}: {p.context}" for p in self.problems))
+
+    @classmethod
+    def one(cls, code: ErrorCode, context: str, location: str = "") -> XdsError:
+        return cls([Problem(code, context, location)])
+
+
+class FaultCode(StrEnum):
+    """SOAP 1.2 fault codes (SOAP 1.2 Part 1, 5.4.6)."""
+
+    SENDER = "Sender"
+    RECEIVER = "Receiver"
+    VERSION_MISMATCH = "VersionMismatch"
+    MUST_UNDERSTAND = "MustUnderstand"
+
+
+class FaultSubcode(StrEnum):
+    """Subcodes the hub puts under a SOAP fault; WS-Addressing ones from WS-Addr SOAP Binding 6.4."""
+
+    ACTION_NOT_SUPPORTED = "wsa:ActionNotSupported"
+    INVALID_ADDRESSING_HEADER = "wsa:InvalidAddressingHeader"
+    MESSAGE_ADDRESSING_HEADER_REQUIRED = "wsa:MessageAddressingHeaderRequired"
+    DESTINATION_UNREACHABLE = "wsa:DestinationUnreachable"
+
+
+class SoapFault(Exception):
+    """The message cannot be understood as a transaction: answered with a SOAP 1.2 Fault."""
+
+    def __init__(
+        self,
+        code: FaultCode,
+        reason: str,
+        subcode: FaultSubcode | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.subcode = subcode
+        self.http_status = http_status or (400 if code is not FaultCode.RECEIVER else 500)
+
+
+class ConfigError(Exception):
+    """The configuration (CLI, TOML) is invalid; the message says which key and why."""
+
+
+class ParseError(ValueError):
+    """A parser met input it cannot read (ebRIM, HL7 v2/v3, MTOM, DICOM, query params).
+
+    Parsers raise this (or XdsError/SoapFault where the protocol dictates a specific answer),
+    never another exception type.
+    """

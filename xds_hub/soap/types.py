@@ -1,0 +1,67 @@
+"""What the SOAP edge hands to a transaction handler, and what a handler hands back.
+
+A handler is ``handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse``.
+Incoming MTOM attachments are already streamed into the blob store when the handler runs; an
+outgoing attachment is streamed from the blob store after the handler returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lxml import etree
+
+from xds_hub.storage.ports import BlobInfo
+
+if TYPE_CHECKING:
+    from xds_hub.config import Settings
+    from xds_hub.storage.stores import Stores
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An MTOM part of the request (not the root), stored as a blob while the request was read."""
+
+    content_id: str  # without "cid:" and angle brackets, URL-unquoted
+    content_type: str
+    blob: BlobInfo
+
+
+@dataclass(frozen=True, slots=True)
+class SoapRequest:
+    action: str
+    body: etree._Element  # the single child element of soap:Body
+    message_id: str | None = None
+    to: str | None = None
+    reply_to: str | None = None
+    attachments: Mapping[str, Attachment] = field(default_factory=dict)
+    #: True when the request came as MTOM (multipart/related); responses then use MTOM too.
+    mtom: bool = False
+    #: The HTTP path the request came in on (e.g. "/xds/repository").
+    path: str = ""
+    remote_addr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutAttachment:
+    """A part of an MTOM response, read from the blob store (``key``) or given as bytes (``data``)."""
+
+    content_id: str
+    content_type: str
+    size: int
+    key: str | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SoapResponse:
+    action: str
+    body: etree._Element
+    attachments: Sequence[OutAttachment] = ()
+    #: Force an MTOM response even for a plain-SOAP request (ITI-43 / RAD-69 responses are MTOM).
+    mtom: bool = False
+
+
+Handler = Callable[[SoapRequest, "Stores", "Settings"], SoapResponse]

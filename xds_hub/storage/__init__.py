@@ -1,0 +1,1 @@
+"""Persistence: SQL tables and stores behind small interfaces (see ports.py)."""
