@@ -25,8 +25,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_size", 4)
+    kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
 

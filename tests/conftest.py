@@ -1,0 +1,76 @@
+"""Shared fixtures.
+
+- ``db_backend``: "sqlite" and "postgresql"; every test that uses a database runs on both.
+- ``hub``: a real `xds-hub serve` process (session-scoped, one per backend) with the test region
+  (tests/hubproc.py TEST_CONFIG).  Talk to it over HTTP / MLLP / DICOM at ``hub.http_port`` etc.;
+  run operator verbs with ``hub.cli(...)``; register patients with ``hub.add_patient(pid)``.
+- ``hub_factory(config_text=..., backend=...)``: a hub of your own (e.g. with [codes]), stopped after
+  the test.
+- ``stores``: in-process Stores (engine + blob store) on a fresh database of ``db_backend``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database
+from xds_hub.storage.db import make_engine
+from xds_hub.storage.fs import FsBlobStore
+from xds_hub.storage.migrate import upgrade
+from xds_hub.storage.stores import Stores
+
+ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "oracle"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def hub(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    folder = tmp_path_factory.mktemp(f"hub-{db_backend}")
+    h = Hub(folder=folder, db_url=db_url_for(db_backend, folder)).start()
+    yield h
+    h.stop()
+    if db_backend == "postgresql":
+        drop_pg_database(h.db_url)
+
+
+@pytest.fixture
+def hub_factory(db_backend: str, tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    started: list[Hub] = []
+
+    def make(config_text: str = TEST_CONFIG, backend: str | None = None) -> Hub:
+        folder = tmp_path / f"hub-{len(started)}"
+        folder.mkdir()
+        h = Hub(folder=folder, db_url=db_url_for(backend or db_backend, folder), config_text=config_text)
+        started.append(h)
+        return h.start()
+
+    yield make
+    for h in started:
+        h.stop()
+        if h.db_url.startswith("postgresql"):
+            drop_pg_database(h.db_url)
+
+
+@pytest.fixture
+def stores(db_backend: str, tmp_path: Path) -> Iterator[Stores]:
+    url = db_url_for(db_backend, tmp_path)
+    engine = make_engine(url)
+    upgrade(engine)
+    s = Stores(engine=engine, blobs=FsBlobStore(tmp_path / "blobs"))
+    yield s
+    s.close()
+    if db_backend == "postgresql":
+        drop_pg_database(url)
+
+
+def new_patient_id(authority: str = "1.3.6.1.4.1.21367.13.20.1000") -> str:
+    """A fresh patient ID in CX form for ``authority`` (default: the test affinity domain)."""
+    return f"P{uuid.uuid4().hex[:10].upper()}^^^&{authority}&ISO"
