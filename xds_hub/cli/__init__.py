@@ -22,7 +22,9 @@ COMMAND_MODULES = (
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
     """--config, --data, --db, --blobs: the options every verb acting on a hub's store takes."""
-    parser.add_argument("--config", type=Path, help="affinity-domain TOML file (default: built-in demo domain)")
+    parser.add_argument(
+        "--config", type=Path, help="affinity-domain TOML file (default: built-in demo domain)"
+    )
     parser.add_argument("--data", type=Path, help="data folder (default ./xds-data)")
     parser.add_argument("--db", help="SQLAlchemy database URL (default SQLite under --data)")
     parser.add_argument("--blobs", help="blob store URL: file:///path or s3://bucket?endpoint=URL")

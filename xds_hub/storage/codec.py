@@ -82,7 +82,7 @@ def _build(tp: Any, value: Any) -> Any:
 
 
 def _decode(cls: type[T], data: dict[str, Any]) -> T:
-    hints = _hints(cls)
+    hints = _hints(cls)  # type: ignore[arg-type]
     return cls(**{name: _build(hints[name], value) for name, value in data.items()})
 
 
