@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database
+from tests.hubproc import PG_ADMIN_URL, TEST_CONFIG, Hub, db_url_for, drop_pg_database
 from xds_hub.storage.db import make_engine
 from xds_hub.storage.fs import FsBlobStore
 from xds_hub.storage.migrate import upgrade
@@ -26,8 +27,23 @@ from xds_hub.storage.stores import Stores
 ORACLE = Path(__file__).resolve().parents[1].parent / "shared" / "oracle"
 
 
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database of the test; PostgreSQL tests skip where none runs, unless XDS_REQUIRE_PG=1 (CI)."""
+    if request.param == "postgresql" and not _pg_available():
+        if os.environ.get("XDS_REQUIRE_PG") == "1":
+            pytest.fail(f"PostgreSQL is required (XDS_REQUIRE_PG=1) but {PG_ADMIN_URL} does not answer")
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL}")
     return str(request.param)
 
 
