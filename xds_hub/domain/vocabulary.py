@@ -141,3 +141,21 @@ class SoapAction(StrEnum):
 #: formatCode of an XDS-I.b KOS manifest (RAD TF-3 4.68.4.1.2.3.2) and its scheme.
 KOS_FORMAT_CODE: Final = "1.2.840.10008.5.1.4.1.1.88.59"
 KOS_FORMAT_SCHEME: Final = "1.2.840.10008.2.6.1"
+
+
+#: ClassificationScheme of the documentation of a relationship association (ITI TF-3 4.2.2.2.3).
+ASSOCIATION_DOCUMENTATION_SCHEME: Final = "urn:uuid:abd807a3-4432-4053-87b4-fd82c643d1f3"
+
+
+class SubmissionSetStatus(StrEnum):
+    """Values of the SubmissionSetStatus slot on a HasMember from a SubmissionSet (ITI TF-3 4.2.2.1.1)."""
+
+    ORIGINAL = "Original"
+    REFERENCE = "Reference"
+
+
+class DocumentAvailability(StrEnum):
+    """Values of DocumentEntry.documentAvailability (ITI TF-3 4.2.3.2.29)."""
+
+    ONLINE = "urn:ihe:iti:2010:DocumentAvailability:Online"
+    OFFLINE = "urn:ihe:iti:2010:DocumentAvailability:Offline"

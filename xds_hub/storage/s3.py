@@ -46,8 +46,9 @@ class S3BlobWriter:
         self._file.close()
         key = self._sha256.hexdigest()
         try:
-            if not self._store.exists(key):
-                self._store.client.upload_file(self._file.name, self._store.bucket, self._store.object_key(key))
+            store = self._store
+            if not store.exists(key):
+                store.client.upload_file(self._file.name, store.bucket, store.object_key(key))
         finally:
             os.unlink(self._file.name)
             self._file = None
