@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,10 +62,12 @@ def hub(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[H
 def hub_factory(db_backend: str, tmp_path: Path) -> Iterator[Callable[..., Hub]]:
     started: list[Hub] = []
 
-    def make(config_text: str = TEST_CONFIG, backend: str | None = None) -> Hub:
+    def make(config_text: str = TEST_CONFIG, backend: str | None = None, **options: Any) -> Hub:
+        """``options``: more Hub fields, e.g. ``tls_client=(cert, key, ca)`` for a TLS config."""
         folder = tmp_path / f"hub-{len(started)}"
         folder.mkdir()
-        h = Hub(folder=folder, db_url=db_url_for(backend or db_backend, folder), config_text=config_text)
+        url = db_url_for(backend or db_backend, folder)
+        h = Hub(folder=folder, db_url=url, config_text=config_text, **options)
         started.append(h)
         return h.start()
 

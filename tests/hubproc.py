@@ -97,6 +97,9 @@ class Hub:
         default_factory=lambda: {"HOPA_PORT": free_port(), "HOPB_PORT": free_port(), "CLIC_PORT": free_port()}
     )
     process: subprocess.Popen[bytes] | None = None
+    #: For a hub whose config enables TLS: (client certificate, client key, CA bundle) the harness
+    #: presents and trusts; ``base_url`` is then https and the readiness probe uses them.
+    tls_client: tuple[Path, Path, Path] | None = None
 
     @property
     def data(self) -> Path:
@@ -108,7 +111,14 @@ class Hub:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.tls_client else 'http'}://127.0.0.1:{self.http_port}"
+
+    def requests_tls(self) -> dict[str, object]:
+        """``cert`` / ``verify`` for requests against a TLS hub ({} for a plain one)."""
+        if self.tls_client is None:
+            return {}
+        cert, key, ca = self.tls_client
+        return {"cert": (str(cert), str(key)), "verify": str(ca)}
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -157,7 +167,8 @@ class Hub:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hub exited with {self.process.returncode}:\n{self.log_text()}")
             try:
-                if requests.get(self.url("/healthz"), timeout=2).status_code == 200:
+                probe = requests.get(self.url("/healthz"), timeout=2, **self.requests_tls())  # type: ignore[arg-type]
+                if probe.status_code == 200:
                     return self
             except requests.ConnectionError:
                 pass

@@ -52,6 +52,50 @@ class Establishment:
     ae_titles: tuple[str, ...] = ()
     source_ids: tuple[str, ...] = ()
     dicom_nodes: tuple[DicomNode, ...] = ()
+    #: How its nodes' TLS client certificates name it (ITI-19): RFC 4514 subjects ("CN=Hopital A,O=...")
+    #: or subjectAltNames ("URI:urn:oid:1.2.3.100", "DNS:pacs.hopital-a.example", "IP:10.0.0.5").
+    tls_subjects: tuple[str, ...] = ()
+
+
+#: What the PIX Manager does with a feed that neither carries nor links to an affinity-domain ID.
+PIX_ALLOCATION_POLICIES = ("allocate", "wait")
+
+
+@dataclass(frozen=True, slots=True)
+class PixSubscriber:
+    """A PIX Consumer receiving ITI-10 PIX Update Notifications (ADT^A31) over MLLP (ITI TF-2a 3.10)."""
+
+    name: str
+    host: str
+    port: int
+    #: Patient identifier domains of interest (assigning-authority OIDs); empty: every known domain.
+    domains: tuple[str, ...] = ()
+    #: MSH-5 / MSH-6 of the notifications (receiving application / facility).
+    application: str = ""
+    facility: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PixSettings:
+    """The PIX Manager (``[pix]``): linking policy, names and ITI-10 subscribers."""
+
+    #: A feed that neither carries nor links to an affinity-domain ID: "allocate" a new one at once,
+    #: or "wait" until the affinity domain's identity source feeds one.
+    allocation: str = "allocate"
+    #: Prefix of the affinity-domain IDs the hub allocates (followed by a number).
+    id_prefix: str = "XH"
+    #: MSH-3 / MSH-4 of the HL7 v2 messages the hub originates (ADT^A31, and ACKs when the request
+    #: names no receiving application).
+    application: str = "XDSHUB"
+    facility: str = ""
+    #: Namespace IDs (CX-4.1, v3 assigningAuthorityName) that stand for an assigning-authority OID,
+    #: for sources that send no universal ID.
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    #: MSH-3 (or "MSH-3|MSH-4") of a Patient Identity Source -> the assigning authority the PIX
+    #: Manager fills in for its identifiers without CX-4 (ITI TF-2a 3.8.4.1.3).
+    sources: Mapping[str, str] = field(default_factory=dict)
+    #: ITI-10 subscribers.
+    subscribers: tuple[PixSubscriber, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +109,11 @@ class AffinityDomain:
     study_quiet_seconds: float = 30.0
     #: None: any code accepted.  Otherwise, per code kind present, the allowed codes.
     codes: Mapping[str, tuple[CodeEntry, ...]] | None = None
+    #: The PIX Manager's settings (``[pix]``).
+    pix: PixSettings = field(default_factory=PixSettings)
+    #: ``[security] admin_subjects``: certificates (same forms as ``tls_subjects``) allowed to run the
+    #: administrative transactions (ITI-57 update, ITI-62 delete, ITI-86 remove).
+    admin_subjects: tuple[str, ...] = ()
 
     def establishment_for_ae(self, ae_title: str) -> Establishment | None:
         return next((e for e in self.establishments if ae_title in e.ae_titles), None)
@@ -108,6 +157,19 @@ class Settings:
     max_request_bytes: int = 2 * 1024**3
     #: Log level for the structured (JSON lines) log on stderr.
     log_level: str = "WARNING"
+    # -- security (ITI-19 node authentication, ITI-20 audit); see xds_hub/security, xds_hub/audit --
+    #: PEM certificate (chain) and private key of the hub: when set, the listeners speak TLS 1.2+.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: PEM CA bundle: when set, every client must present a certificate it issued (mutual TLS).
+    tls_ca: str = ""
+    #: ``[audit] repository``: the Audit Record Repository, ``udp://host:port`` (RFC 5426) or
+    #: ``tls://host:port`` (RFC 5425); empty: audit messages are kept in the local table only.
+    audit_repository: str = ""
+    #: ``[audit] source_id``: AuditSourceIdentification/@AuditSourceID; empty: ``xds-hub@<host name>``.
+    audit_source_id: str = ""
+    #: ``[audit] enterprise_site_id``: @AuditEnterpriseSiteID; empty: the home community id.
+    audit_enterprise_site_id: str = ""
     #: The config file these settings were read from, if any.
     config_file: Path | None = None
     domain: AffinityDomain = field(default_factory=AffinityDomain)
@@ -188,6 +250,7 @@ def _parse_establishment(raw: Mapping[str, Any], index: int) -> Establishment:
         ae_titles=_str_tuple(raw.get("ae_titles", []), f"{where}.ae_titles"),
         source_ids=_str_tuple(raw.get("source_ids", []), f"{where}.source_ids"),
         dicom_nodes=tuple(nodes),
+        tls_subjects=_str_tuple(raw.get("tls_subjects", []), f"{where}.tls_subjects"),
     )
 
 
@@ -203,6 +266,50 @@ def _parse_codes(raw: Mapping[str, Any]) -> dict[str, tuple[CodeEntry, ...]]:
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"codes.{kind}: each entry needs code and scheme") from exc
     return codes
+
+
+def _str_map(value: Any, key: str) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigError(f"{key} must be a table of strings")
+    return dict(value)
+
+
+def _parse_subscriber(raw: Mapping[str, Any], index: int) -> PixSubscriber:
+    where = f"pix.subscriber[{index}]"
+    try:
+        port = int(raw["port"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}.port is required and must be an integer") from exc
+    return PixSubscriber(
+        name=_require_str(raw, "name", where),
+        host=_require_str(raw, "host", where),
+        port=port,
+        domains=_str_tuple(raw.get("domains", []), f"{where}.domains"),
+        application=str(raw.get("application", "")),
+        facility=str(raw.get("facility", "")),
+    )
+
+
+def _parse_pix(raw: Mapping[str, Any], base: PixSettings) -> PixSettings:
+    allocation = str(raw.get("allocation", base.allocation))
+    if allocation not in PIX_ALLOCATION_POLICIES:
+        raise ConfigError(f"pix.allocation must be one of {', '.join(PIX_ALLOCATION_POLICIES)}")
+    subscribers = raw.get("subscriber")
+    return PixSettings(
+        allocation=allocation,
+        id_prefix=str(raw.get("id_prefix", base.id_prefix)),
+        application=str(raw.get("application", base.application)),
+        facility=str(raw.get("facility", base.facility)),
+        namespaces=_str_map(raw.get("namespaces", dict(base.namespaces)), "pix.namespaces"),
+        sources=_str_map(raw.get("sources", dict(base.sources)), "pix.sources"),
+        subscribers=(
+            tuple(_parse_subscriber(r, i) for i, r in enumerate(subscribers))
+            if subscribers is not None
+            else base.subscribers
+        ),
+    )
 
 
 def parse_domain(doc: Mapping[str, Any]) -> AffinityDomain:
@@ -228,6 +335,11 @@ def parse_domain(doc: Mapping[str, Any]) -> AffinityDomain:
         establishments=establishments,
         study_quiet_seconds=float(imaging.get("study_quiet_seconds", base.study_quiet_seconds)),
         codes=_parse_codes(doc["codes"]) if "codes" in doc else None,
+        pix=_parse_pix(doc.get("pix", {}), base.pix),
+        admin_subjects=_str_tuple(
+            doc.get("security", {}).get("admin_subjects", list(base.admin_subjects)),
+            "security.admin_subjects",
+        ),
     )
     if not domain.home_community_id.startswith("urn:oid:"):
         raise ConfigError("affinity_domain.home_community_id must be of the form urn:oid:OID")
@@ -251,6 +363,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         if unknown:
             raise ConfigError(f"unknown [hub] keys: {', '.join(sorted(unknown))}")
         values.update(hub)
+        values.update(_audit_values(doc.get("audit", {})))
         values["config_file"] = Path(config_file)
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "data" in values:
@@ -300,10 +413,67 @@ def render_toml(settings: Settings) -> str:
             for e in d.establishments
         ],
         "imaging": {"study_quiet_seconds": d.study_quiet_seconds},
+        "pix": {
+            "allocation": d.pix.allocation,
+            "id_prefix": d.pix.id_prefix,
+            "application": d.pix.application,
+            "facility": d.pix.facility,
+            "namespaces": dict(d.pix.namespaces),
+            "sources": dict(d.pix.sources),
+            "subscriber": [
+                {
+                    "name": s.name,
+                    "host": s.host,
+                    "port": s.port,
+                    "domains": list(s.domains),
+                    "application": s.application,
+                    "facility": s.facility,
+                }
+                for s in d.pix.subscribers
+            ],
+        },
     }
+    _render_security(settings, doc)
     if d.codes is not None:
         doc["codes"] = {
             kind: [{"code": c.code, "scheme": c.scheme, "display": c.display} for c in entries]
             for kind, entries in d.codes.items()
         }
     return tomli_w.dumps(doc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Security settings (issue 5): [audit] keys, and what render_toml adds for TLS / audit / admins.
+# ---------------------------------------------------------------------------------------------
+
+#: ``[audit]`` keys -> Settings fields.
+AUDIT_KEYS = {
+    "repository": "audit_repository",
+    "source_id": "audit_source_id",
+    "enterprise_site_id": "audit_enterprise_site_id",
+}
+
+
+def _audit_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(raw) - set(AUDIT_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown [audit] keys: {', '.join(sorted(unknown))}")
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"audit.{key} must be a string")
+    return {AUDIT_KEYS[k]: v for k, v in raw.items()}
+
+
+def _render_security(settings: Settings, doc: dict[str, Any]) -> None:
+    """Add the TLS, audit and admin settings that differ from their defaults to ``doc``."""
+    for key in ("tls_cert", "tls_key", "tls_ca"):
+        if getattr(settings, key):
+            doc["hub"][key] = getattr(settings, key)
+    audit = {k: getattr(settings, f) for k, f in AUDIT_KEYS.items() if getattr(settings, f)}
+    if audit:
+        doc["audit"] = audit
+    if settings.domain.admin_subjects:
+        doc["security"] = {"admin_subjects": list(settings.domain.admin_subjects)}
+    for est, rendered in zip(settings.domain.establishments, doc["establishment"], strict=True):
+        if est.tls_subjects:
+            rendered["tls_subjects"] = list(est.tls_subjects)

@@ -57,7 +57,12 @@ class ActorSpec:
 
 
 #: The actors of the hub, in start order (stopped in reverse).
-ACTORS: tuple[ActorSpec, ...] = ()
+ACTORS: tuple[ActorSpec, ...] = (
+    ActorSpec("blob-sweeper", "xds_hub.repository.sweep:make_sweeper"),
+    ActorSpec("mllp", "xds_hub.pix.mllp:MllpActor", "mllp_port"),
+    ActorSpec("dicom", "xds_hub.imaging.dimse:DicomActor", "dicom_port"),
+    ActorSpec("audit-sender", "xds_hub.audit.sender:make_sender"),
+)
 
 
 def enabled_actors() -> tuple[ActorSpec, ...]:
@@ -97,6 +102,11 @@ def run_http(settings: Settings) -> None:
                 "proc_name": "xds-hub-http",
                 "control_socket_disable": True,
             }
+            # TLS 1.2+ and, with tls_ca, mutual authentication (ITI-19); refusals audited (ITI-20).
+            from xds_hub.audit.alerts import refusal_recorder
+            from xds_hub.security.tls import gunicorn_tls_options
+
+            options.update(gunicorn_tls_options(settings, on_refused=refusal_recorder(settings, "http")))
             for key, value in options.items():
                 self.cfg.set(key, value)
 
@@ -144,6 +154,9 @@ def run_actors(settings: Settings) -> None:
 def serve(settings: Settings) -> int:
     """Run the hub until SIGTERM/SIGINT; returns the process exit status."""
     setup_logging(settings.log_level)
+    from xds_hub.security.tls import check_tls_settings
+
+    check_tls_settings(settings)  # a bad certificate / key / CA is a ConfigError now, not in a child
     open_stores(settings, migrate=True).close()
     ctx = multiprocessing.get_context("spawn")
     children = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import text
 
 from xds_hub import __version__
@@ -54,4 +54,25 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Flask:
     from xds_hub.soap.http import install_soap_routes
 
     install_soap_routes(app, settings, stores)
+    install_error_handlers(app)
     return app
+
+
+def install_error_handlers(app: Flask) -> None:
+    """HTTP errors (404, 405, 413, 500, ...) as a SOAP fault on SOAP paths and JSON elsewhere; never
+    an HTML page, never a stack trace (the exception is logged)."""
+    from werkzeug.exceptions import HTTPException
+
+    from xds_hub.log import get_logger
+    from xds_hub.soap.http import error_response
+
+    log = get_logger("xds_hub.web")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return error_response(exc, request.path)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        log.exception("request failed", extra={"path": request.path, "error": type(exc).__name__})
+        return error_response(exc, request.path)

@@ -17,6 +17,10 @@ from xds_hub.errors import ConfigError
 COMMAND_MODULES = (
     "xds_hub.cli.serve",
     "xds_hub.cli.admin",
+    "xds_hub.cli.conformance",
+    "xds_hub.cli.client",
+    "xds_hub.cli.pix",
+    "xds_hub.cli.security",
 )
 
 

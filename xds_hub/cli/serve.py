@@ -17,6 +17,11 @@ def register(sub: Any) -> None:
     p.add_argument("--mllp-port", type=int, help="HL7 v2 MLLP port (default 2575)")
     p.add_argument("--http-workers", type=int, help="HTTP worker processes (default 2)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default), ERROR")
+    # Security (ITI-19 / ITI-20): see `xds-hub certs init` and the README's Security section.
+    p.add_argument("--tls-cert", help="PEM certificate of the hub: TLS 1.2+ on every listener")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-ca", help="PEM CA bundle: clients must show a certificate it issued (mutual TLS)")
+    p.add_argument("--audit-repository", help="Audit Record Repository: udp://host:port or tls://host:port")
     p.set_defaults(func=run)
 
 
@@ -31,5 +36,9 @@ def run(args: argparse.Namespace) -> int:
         mllp_port=args.mllp_port,
         http_workers=args.http_workers,
         log_level=args.log_level,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_ca=args.tls_ca,
+        audit_repository=args.audit_repository,
     )
     return serve(settings)

@@ -1,4 +1,4 @@
-"""The wsa:Action -> handler table of each SOAP endpoint (../shared/INTERFACE.md, "SOAP endpoints").
+"""The wsa:Action -> handler table of each SOAP endpoint (the INTERFACE contract, "SOAP endpoints").
 
 A handler is named "module:function" with the signature of :data:`xds_hub.soap.types.Handler`;
 it is imported on first use.  Add one line per transaction; the SOAP edge answers any other
@@ -16,10 +16,21 @@ from xds_hub.soap.types import Handler
 
 #: endpoint path -> {wsa:Action -> "module:function"}
 ROUTES: Final[dict[str, dict[str, str]]] = {
-    "/xds/registry": {},
-    "/xds/repository": {},
-    "/xdsi/source": {},
-    "/pix": {},
+    "/xds/registry": {
+        SoapAction.ITI42: "xds_hub.registry.iti42:handle",
+        SoapAction.ITI18: "xds_hub.registry.iti18:handle",
+    },
+    "/xds/repository": {
+        SoapAction.ITI41: "xds_hub.repository.iti41:handle",
+        SoapAction.ITI43: "xds_hub.repository.iti43:handle",
+    },
+    "/xdsi/source": {SoapAction.RAD69: "xds_hub.imaging.rad69:handle"},
+    "/pix": {
+        SoapAction.ITI44_ADD: "xds_hub.pix.iti44:handle",
+        SoapAction.ITI44_REVISE: "xds_hub.pix.iti44:handle",
+        SoapAction.ITI44_MERGE: "xds_hub.pix.iti44:handle",
+        SoapAction.ITI45: "xds_hub.pix.iti45:handle",
+    },
 }
 
 _ = SoapAction  # the actions used as keys above are spelled in SoapAction

@@ -1,0 +1,266 @@
+"""ITI-41 Provide and Register, Document Repository side, at the handler (ITI TF-2 3.41.4.1.3).
+
+Runs the handler in process on SQLite and PostgreSQL with requests shaped as the SOAP edge hands
+them over (inline base64, or MTOM parts already in the blob store); each error path asserts its
+exact code and that nothing was half-stored (rows and blobs counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import select
+
+from tests.repository_support import (
+    counts,
+    inline_request,
+    mtom_request,
+    new_pid,
+    register_patient,
+    status_and_codes,
+    submission_for,
+    with_entry,
+)
+from xds_hub.config import Settings, load_settings
+from xds_hub.domain.metadata import DocumentEntry
+from xds_hub.domain.vocabulary import SoapAction
+from xds_hub.ebxml.render import render_provide_and_register
+from xds_hub.errors import ErrorCode, XdsError
+from xds_hub.repository import iti41
+from xds_hub.repository.iti41 import decode_base64_into, provide_and_register
+from xds_hub.repository.store import find_documents
+from xds_hub.soap.types import SoapRequest
+from xds_hub.storage import codec
+from xds_hub.storage.schema import registry_object
+from xds_hub.storage.stores import Stores
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(None)
+
+
+@pytest.fixture
+def pid(stores: Stores, settings: Settings) -> str:
+    p = new_pid()
+    register_patient(stores, p, settings)
+    return p
+
+
+def _registered_entry(stores: Stores, unique_id: str) -> DocumentEntry:
+    with stores.engine.connect() as conn:
+        body = conn.execute(
+            select(registry_object.c.body).where(
+                registry_object.c.unique_id == unique_id, registry_object.c.kind == "D"
+            )
+        ).scalar_one()
+    return codec.loads(DocumentEntry, body)
+
+
+@pytest.mark.parametrize("mtom", [False, True], ids=["inline", "mtom"])
+def test_iti41_stores_and_registers_documents(stores: Stores, settings: Settings, pid: str, mtom: bool) -> None:
+    docs = [b"first document", b"second \x00\xff binary", b""]
+    sub, contents = submission_for(pid, docs, include_hash=False)
+    request = mtom_request(stores, sub, contents) if mtom else inline_request(sub, contents)
+    resp = iti41.handle(request, stores, settings)
+    assert resp.action == SoapAction.ITI41_RESPONSE
+    assert status_and_codes(resp.body) == ("Success", [])
+    with stores.engine.connect() as conn:
+        held = find_documents(conn, [d.unique_id for d in sub.documents])
+    for entry, data in zip(sub.documents, docs, strict=True):
+        stored = held[entry.unique_id]
+        assert stored.hash == hashlib.sha1(data).hexdigest()
+        assert stored.size == len(data)
+        assert stored.mime_type == "text/plain"
+        assert stored.repository_unique_id == settings.domain.repository_unique_id
+        with stores.blobs.open(stored.blob_key) as f:
+            assert f.read() == data
+        registered = _registered_entry(stores, entry.unique_id)
+        assert (registered.hash, registered.size) == (stored.hash, stored.size)
+        assert registered.repository_unique_id == settings.domain.repository_unique_id
+    assert counts(stores.engine, stores.blobs).blobs == 3
+
+
+def _assert_rejected(stores: Stores, settings: Settings, request: SoapRequest, code: ErrorCode) -> list[str]:
+    before = counts(stores.engine, stores.blobs)
+    resp = iti41.handle(request, stores, settings)
+    status, codes = status_and_codes(resp.body)
+    assert status == "Failure"
+    assert code.value in codes, codes
+    after = counts(stores.engine, stores.blobs)
+    assert (after.documents, after.registry_objects) == (before.documents, before.registry_objects)
+    # The blobs this request wrote (inline, or its MIME parts) are gone again.
+    assert after.blobs == before.blobs - len(request.attachments)
+    return codes
+
+
+def test_iti41_rejects_entry_without_document(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"a", b"b"])
+    first = next(iter(contents))
+    del contents[first]
+    codes = _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.MISSING_DOCUMENT)
+    assert codes == [ErrorCode.MISSING_DOCUMENT.value]
+
+
+def test_iti41_rejects_document_without_entry(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"a"])
+    contents["urn:uuid:00000000-0000-4000-8000-000000000001"] = b"stray"
+    codes = _assert_rejected(
+        stores, settings, mtom_request(stores, sub, contents), ErrorCode.MISSING_DOCUMENT_METADATA
+    )
+    assert codes == [ErrorCode.MISSING_DOCUMENT_METADATA.value]
+
+
+def test_iti41_rejects_include_of_absent_mime_part(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"a"])
+    body = render_provide_and_register(sub, {k: "nowhere@test" for k in contents})
+    request = SoapRequest(action=SoapAction.ITI41, body=body, mtom=True)
+    assert _assert_rejected(stores, settings, request, ErrorCode.MISSING_DOCUMENT) == ["XDSMissingDocument"]
+
+
+@pytest.mark.parametrize("mtom", [False, True], ids=["inline", "mtom"])
+def test_iti41_rejects_hash_mismatch(stores: Stores, settings: Settings, pid: str, mtom: bool) -> None:
+    sub, contents = submission_for(pid, [b"the document"])
+    sub = with_entry(sub, hash=hashlib.sha1(b"another document").hexdigest())
+    request = mtom_request(stores, sub, contents) if mtom else inline_request(sub, contents)
+    codes = _assert_rejected(stores, settings, request, ErrorCode.REPOSITORY_METADATA_ERROR)
+    assert codes == [ErrorCode.REPOSITORY_METADATA_ERROR.value]
+
+
+def test_iti41_rejects_size_mismatch(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"the document"])
+    sub = with_entry(sub, size=5)
+    codes = _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.REPOSITORY_METADATA_ERROR)
+    assert codes == [ErrorCode.REPOSITORY_METADATA_ERROR.value]
+
+
+def test_iti41_accepts_upper_case_supplied_hash(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"the document"])
+    sub = with_entry(sub, hash=hashlib.sha1(b"the document").hexdigest().upper())
+    resp = iti41.handle(inline_request(sub, contents), stores, settings)
+    assert status_and_codes(resp.body) == ("Success", [])
+
+
+def test_iti41_rejects_unknown_patient_and_keeps_nothing(stores: Stores, settings: Settings) -> None:
+    sub, contents = submission_for(new_pid(), [b"x" * 1000, b"y"])
+    codes = _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.UNKNOWN_PATIENT_ID)
+    assert set(codes) == {ErrorCode.UNKNOWN_PATIENT_ID.value}
+
+
+def test_iti41_inline_failure_deletes_inline_blobs(stores: Stores, settings: Settings) -> None:
+    sub, contents = submission_for(new_pid(), [b"inline content that will be rejected"])
+    before = counts(stores.engine, stores.blobs)
+    resp = iti41.handle(inline_request(sub, contents), stores, settings)
+    assert status_and_codes(resp.body)[1] == [ErrorCode.UNKNOWN_PATIENT_ID.value]
+    assert counts(stores.engine, stores.blobs) == before
+
+
+def test_iti41_rejects_invalid_base64(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"abc"], include_hash=False)
+    request = inline_request(sub, contents)
+    doc = request.body.find("{urn:ihe:iti:xds-b:2007}Document")
+    assert doc is not None
+    doc.text = "not base64 at all!"
+    assert _assert_rejected(stores, settings, request, ErrorCode.REPOSITORY_ERROR) == ["XDSRepositoryError"]
+
+
+def test_iti41_rejects_duplicate_unique_id_in_message(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"a", b"b"])
+    sub = with_entry(sub, 1, unique_id=sub.documents[0].unique_id)
+    codes = _assert_rejected(
+        stores, settings, mtom_request(stores, sub, contents), ErrorCode.REPOSITORY_DUPLICATE_UNIQUE_ID_IN_MESSAGE
+    )
+    assert codes == [ErrorCode.REPOSITORY_DUPLICATE_UNIQUE_ID_IN_MESSAGE.value]
+
+
+def test_iti41_failure_keeps_blob_shared_with_a_stored_document(
+    stores: Stores, settings: Settings, pid: str
+) -> None:
+    sub, contents = submission_for(pid, [b"shared content"])
+    assert status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    # Same octets, unknown patient: the request fails, the first document's blob must survive.
+    other, other_contents = submission_for(new_pid(), [b"shared content"])
+    resp = iti41.handle(mtom_request(stores, other, other_contents), stores, settings)
+    assert status_and_codes(resp.body)[1] == [ErrorCode.UNKNOWN_PATIENT_ID.value]
+    with stores.engine.connect() as conn:
+        stored = find_documents(conn, [sub.documents[0].unique_id])[sub.documents[0].unique_id]
+    with stores.blobs.open(stored.blob_key) as f:
+        assert f.read() == b"shared content"
+
+
+def test_iti41_resubmission_of_same_document_is_accepted(stores: Stores, settings: Settings, pid: str) -> None:
+    """NIST 12004: the same uniqueId with the same hash and size is a further DocumentEntry."""
+    sub, contents = submission_for(pid, [b"same octets"])
+    assert status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    again, again_contents = submission_for(pid, [b"same octets"])
+    again = with_entry(again, unique_id=sub.documents[0].unique_id)
+    resp = iti41.handle(inline_request(again, again_contents), stores, settings)
+    assert status_and_codes(resp.body) == ("Success", [])
+    assert counts(stores.engine, stores.blobs).documents == 1
+
+
+def test_iti41_rejects_same_unique_id_with_other_content(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"original"])
+    assert status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    again, again_contents = submission_for(pid, [b"changed!"])
+    again = with_entry(again, unique_id=sub.documents[0].unique_id)
+    codes = _assert_rejected(stores, settings, mtom_request(stores, again, again_contents), ErrorCode.NON_IDENTICAL_HASH)
+    assert codes == [ErrorCode.NON_IDENTICAL_HASH.value]
+
+
+def test_iti41_metadata_error_is_reported_and_nothing_stored(stores: Stores, settings: Settings, pid: str) -> None:
+    sub, contents = submission_for(pid, [b"doc"])
+    sub = with_entry(sub, creation_time="not-a-time")
+    _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.REGISTRY_METADATA_ERROR)
+
+
+def test_rad68_provide_and_register_reuses_the_iti41_path(stores: Stores, settings: Settings, pid: str) -> None:
+    """The imaging publisher calls provide_and_register with a blob it stored itself."""
+    sub, contents = submission_for(pid, [b"DICM kos bytes"], mime_type="application/dicom")
+    writer = stores.blobs.writer()
+    writer.write(b"DICM kos bytes")
+    info = writer.finish()
+    doc_id = sub.documents[0].entry_uuid
+    result = provide_and_register(stores, settings, sub, {doc_id: info})
+    registered = result.submission.documents[0]
+    assert (registered.hash, registered.size) == (info.sha1, info.size)
+    with stores.engine.connect() as conn:
+        stored = find_documents(conn, [registered.unique_id])[registered.unique_id]
+    assert (stored.blob_key, stored.mime_type) == (info.key, "application/dicom")
+    # A failing publication (hash disagrees) raises and deletes the unreferenced blob.
+    bad, _ = submission_for(pid, [b"other kos"], mime_type="application/dicom")
+    writer = stores.blobs.writer()
+    writer.write(b"other kos")
+    other = writer.finish()
+    bad = with_entry(bad, hash="0" * 40)
+    with pytest.raises(XdsError) as exc:
+        provide_and_register(stores, settings, bad, {bad.documents[0].entry_uuid: other})
+    assert [p.code for p in exc.value.problems] == [ErrorCode.REPOSITORY_METADATA_ERROR]
+    assert not stores.blobs.exists(other.key)
+    assert stores.blobs.exists(info.key)
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def finish(self) -> object:
+        return None
+
+    def abort(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("chunk", [4, 8, 12, 1024])
+def test_iti41_inline_base64_decodes_in_chunks(chunk: int) -> None:
+    import base64
+
+    payload = bytes(range(256)) * 7 + b"tail"
+    text = base64.encodebytes(payload).decode("ascii")  # with line breaks
+    sink = _Collect()
+    decode_base64_into(text, sink, chunk=chunk)
+    assert bytes(sink.data) == payload

@@ -1,0 +1,234 @@
+"""Recording audit messages in the local audit trail, and reading it back (ITI-20, `xds-hub audit`).
+
+:func:`record` never makes the audited transaction fail:
+
+- given the transaction's ``Connection``, it inserts in a SAVEPOINT of that transaction, so the record
+  commits (or rolls back) with the data it describes and a failing insert leaves the transaction
+  usable;
+- given an ``Engine``, it commits on its own (reads, failures recorded after a rollback).
+
+If the insert itself fails, the message is written to the log (ERROR, with the XML) and None is
+returned.  The :mod:`xds_hub.audit.sender` actor ships the queued rows to the Audit Record
+Repository; a row is never deleted here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from xds_hub.audit.codes import IdType
+from xds_hub.audit.model import AuditMessage, Outcome, ParticipantObject
+from xds_hub.audit.tables import audit_patient, audit_record
+from xds_hub.audit.xml import to_xml
+from xds_hub.log import get_logger
+
+log = get_logger("xds_hub.audit")
+
+#: ParticipantObjectIDTypeCode csd-code -> the kind `xds-hub audit` shows.
+_KINDS = {
+    IdType.REPORT.code: "document",
+    IdType.SUBMISSION_SET.code: "submission-set",
+    IdType.OBJECT_REF.code: "registry-object",
+    IdType.STUDY.code: "study",
+    IdType.SOP_CLASS.code: "query",
+    IdType.NODE.code: "node",
+    IdType.URI.code: "uri",
+}
+
+
+def _kind(obj: ParticipantObject) -> str:
+    if obj.query is not None:
+        return "query"
+    return _KINDS.get(obj.id_type.code, obj.id_type.text)
+
+
+def _ns(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1_000_000) * 1000
+
+
+def _row(message: AuditMessage) -> dict[str, object]:
+    event = message.event
+    requestor = message.requestor
+    first_type = event.type_codes[0] if event.type_codes else None
+    objects = [{"kind": _kind(o), "id": o.object_id} for o in message.objects if o.id_type != IdType.PATIENT]
+    return {
+        "event_ns": _ns(event.time),
+        "event_id": event.event_id.code,
+        "event_name": event.event_id.text[:64],
+        "action": event.action.value,
+        "outcome": int(event.outcome),
+        "transaction": first_type.code[:32] if first_type else None,
+        "transaction_name": first_type.text[:128] if first_type else None,
+        "requestor": requestor.user_id[:512] if requestor else None,
+        "requestor_name": (requestor.user_name or "")[:512] or None if requestor else None,
+        "requestor_address": (requestor.network_access_point or "")[:256] or None if requestor else None,
+        "objects": json.dumps(objects, ensure_ascii=False),
+        "outcome_description": event.outcome_description,
+        "message": to_xml(message).decode("utf-8"),
+        "sent_ns": None,
+        "attempts": 0,
+    }
+
+
+def _insert(conn: Connection, message: AuditMessage, aliases: Iterable[str]) -> int:
+    result = conn.execute(insert(audit_record).values(**_row(message)))
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the audit record got no id")
+    record_id = int(key[0])
+    patients = list(dict.fromkeys(p[:256] for p in (*message.patient_ids, *aliases) if p))
+    if patients:
+        conn.execute(insert(audit_patient), [{"record_id": record_id, "patient_id": p} for p in patients])
+    return record_id
+
+
+def record(message: AuditMessage, target: Connection | Engine, *, aliases: Iterable[str] = ()) -> int | None:
+    """Keep ``message`` in the audit trail (queued for the repository); returns its id, None on failure.
+
+    ``target``: the audited transaction's connection (insert in a savepoint of it) or an engine
+    (insert and commit now).  ``aliases``: other IDs of the same patient to index the record under
+    (e.g. the affinity-domain ID of a study stored under a local patient ID).
+    """
+    try:
+        if isinstance(target, Connection):
+            with target.begin_nested():
+                return _insert(target, message, aliases)
+        with target.begin() as conn:
+            return _insert(conn, message, aliases)
+    except Exception:
+        try:
+            xml = to_xml(message).decode("utf-8", "replace")
+        except Exception:  # a message that cannot even be written: log what we have
+            xml = repr(message)
+        log.exception("audit record could not be stored", extra={"audit_message": xml})
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The sender's queue
+# ---------------------------------------------------------------------------------------------
+
+
+def pending(conn: Connection, limit: int = 100) -> list[tuple[int, int, str]]:
+    """The oldest queued records: (id, event time in ns, XML)."""
+    rows = conn.execute(
+        select(audit_record.c.id, audit_record.c.event_ns, audit_record.c.message)
+        .where(audit_record.c.sent_ns.is_(None))
+        .order_by(audit_record.c.id)
+        .limit(limit)
+    )
+    return [(int(r.id), int(r.event_ns), str(r.message)) for r in rows]
+
+
+def mark_sent(conn: Connection, ids: Sequence[int], now_ns: int | None = None) -> None:
+    if ids:
+        conn.execute(
+            update(audit_record)
+            .where(audit_record.c.id.in_(list(ids)))
+            .values(sent_ns=now_ns or time.time_ns(), attempts=audit_record.c.attempts + 1)
+        )
+
+
+def note_attempt(conn: Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(
+            update(audit_record)
+            .where(audit_record.c.id.in_(list(ids)))
+            .values(attempts=audit_record.c.attempts + 1)
+        )
+
+
+def queue_length(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).where(audit_record.c.sent_ns.is_(None))).scalar_one())
+
+
+# ---------------------------------------------------------------------------------------------
+# `xds-hub audit --patient`
+# ---------------------------------------------------------------------------------------------
+
+_OUTCOMES = {o.value: o.name.lower().replace("_", " ") for o in Outcome}
+_ACTIONS = {"C": "create", "R": "read", "U": "update", "D": "delete", "E": "execute"}
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One audited event about a patient, as `xds-hub audit` shows it."""
+
+    time: str  # ISO 8601 UTC
+    event: str  # "Export", "Query", ...
+    transaction: str | None  # "ITI-43"
+    transaction_name: str | None
+    action: str  # "read", ...
+    outcome: str  # "success", "serious failure", ...
+    who: str | None  # requestor UserID
+    identity: str | None  # its TLS identity (UserName)
+    address: str | None
+    patient_id: str
+    objects: tuple[dict[str, str], ...]
+    detail: str | None
+    sent: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "time": self.time,
+            "event": self.event,
+            "transaction": self.transaction,
+            "transaction_name": self.transaction_name,
+            "action": self.action,
+            "outcome": self.outcome,
+            "who": self.who,
+            "identity": self.identity,
+            "address": self.address,
+            "patient_id": self.patient_id,
+            "objects": list(self.objects),
+            "detail": self.detail,
+            "sent": self.sent,
+        }
+
+
+def accesses_for_patient(conn: Connection, patient: str) -> list[Access]:
+    """Every audited event about ``patient``, oldest first.
+
+    ``patient`` is a CX (``ID^^^&OID&ISO``, matched exactly) or a bare ID (matched under any
+    assigning authority).
+    """
+    where = (
+        audit_patient.c.patient_id == patient
+        if "^" in patient
+        else audit_patient.c.patient_id.like(
+            patient.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "^%", escape="\\"
+        )
+    )
+    rows = conn.execute(
+        select(audit_record, audit_patient.c.patient_id.label("pid"))
+        .join(audit_patient, audit_patient.c.record_id == audit_record.c.id)
+        .where(where)
+        .order_by(audit_record.c.event_ns, audit_record.c.id)
+    )
+    out: list[Access] = []
+    for r in rows:
+        when = dt.datetime.fromtimestamp(r.event_ns / 1e9, dt.UTC)
+        out.append(
+            Access(
+                time=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                event=r.event_name,
+                transaction=r.transaction,
+                transaction_name=r.transaction_name,
+                action=_ACTIONS.get(r.action, r.action),
+                outcome=_OUTCOMES.get(r.outcome, str(r.outcome)),
+                who=r.requestor,
+                identity=r.requestor_name,
+                address=r.requestor_address,
+                patient_id=r.pid,
+                objects=tuple(json.loads(r.objects or "[]")),
+                detail=r.outcome_description,
+                sent=r.sent_ns is not None,
+            )
+        )
+    return out

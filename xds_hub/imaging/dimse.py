@@ -1,0 +1,447 @@
+"""The hub's DICOM listener (the only module that imports pynetdicom).
+
+Services, as an SCP on ``settings.dicom_port`` with AE title ``settings.ae_title``:
+
+- Verification (C-ECHO, PS3.4 A);
+- Storage (C-STORE, PS3.4 B) for every storage SOP class of the standard, in the common
+  uncompressed and compressed transfer syntaxes, each data set kept as received (:mod:`.ingest`);
+- Query/Retrieve (PS3.4 C), Patient Root and Study Root: C-FIND at PATIENT / STUDY / SERIES /
+  IMAGE level (:mod:`.query`), C-MOVE to the ``dicom_nodes`` of the affinity domain and C-GET.
+
+The calling AE title says which member establishment is talking; an AE title that no
+establishment lists is rejected at association (A-ASSOCIATE-RJ, "calling AE title not
+recognised", PS3.8 9.3.4).  Every connection has TCP_NODELAY set.  A handler's exception becomes
+a failure status, never a dropped association (pynetdicom turns it into one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pydicom import config as pydicom_config
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    AllTransferSyntaxes,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context, evt
+from pynetdicom.association import Association
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+from xds_hub.errors import ParseError
+from xds_hub.imaging import files
+from xds_hub.imaging.ingest import Ingest
+from xds_hub.imaging.query import KEYS, UNIQUE_KEY, Level, Query, StoredInstance, instances, level_of, search
+from xds_hub.imaging.status import Status
+from xds_hub.log import get_logger
+
+if TYPE_CHECKING:
+    from xds_hub.config import Settings
+    from xds_hub.storage.stores import Stores
+
+log = get_logger("xds_hub.imaging.dimse")
+
+#: Transfer syntaxes accepted for storage (PS3.5 Annex A): uncompressed, deflated, and the
+#: JPEG, JPEG-LS, JPEG 2000, HTJ2K, RLE, MPEG-2/4 and HEVC families; the data set is kept as sent.
+STORAGE_TRANSFER_SYNTAXES: tuple[UID, ...] = tuple(
+    ts for ts in AllTransferSyntaxes if not ts.startswith(("1.2.840.10008.1.2.7.", "1.2.840.10008.1.2.4.20"))
+) + tuple(UID(u) for u in ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"))
+
+#: How long the acceptor loop waits for a DIMSE message before its other checks (seconds).
+_REACTOR_WAIT = 0.001
+#: How long pynetdicom's DUL thread sleeps when it finds nothing to do (its default is 1 ms).
+_DUL_IDLE_DELAY = 0.0001
+#: Largest P-DATA PDU the hub accepts (peers send up to this; bigger PDUs mean less per-PDU work).
+MAX_PDU = 4 * 1024 * 1024
+
+# SOP classes of PS3.4 Annex A and C (Table C.3-1 / C.3-2), by UID.
+Verification = UID("1.2.840.10008.1.1")
+PatientRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.1.1")
+PatientRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.1.2")
+PatientRootQueryRetrieveInformationModelGet = UID("1.2.840.10008.5.1.4.1.2.1.3")
+StudyRootQueryRetrieveInformationModelFind = UID("1.2.840.10008.5.1.4.1.2.2.1")
+StudyRootQueryRetrieveInformationModelMove = UID("1.2.840.10008.5.1.4.1.2.2.2")
+StudyRootQueryRetrieveInformationModelGet = UID("1.2.840.10008.5.1.4.1.2.2.3")
+
+_PATIENT_ROOT = {
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+}
+_LEVELS_PATIENT_ROOT = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)
+_LEVELS_STUDY_ROOT = (Level.STUDY, Level.SERIES, Level.IMAGE)
+
+
+def _nodelay(event: Any) -> None:
+    """EVT_CONN_OPEN: no Nagle delay on DIMSE responses (each is a small write)."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _LowLatencyAssociation(Association):
+    """An acceptor association whose reactor wakes when a DIMSE message arrives.
+
+    pynetdicom's acceptor loop sleeps 1 ms between looks at its message queue, which costs each
+    C-STORE up to that much latency; here the loop blocks on the queue itself (with the same
+    1 ms bound for noticing a release, an abort or a time-out), so a request is served as soon as
+    its last PDU is decoded.  The checks per turn are those of pynetdicom's loop.
+    """
+
+    def _run_reactor(self) -> None:
+        self._is_paused = False
+        while not self._kill:
+            self._is_paused = True
+            self._reactor_checkpoint.wait()  # a send_*() from another thread may pause us
+            self._is_paused = False
+            try:
+                context_id, msg = self.dimse.msg_queue.get(timeout=_REACTOR_WAIT)
+            except queue.Empty:
+                context_id, msg = None, None
+            if msg is not None and context_id is not None:
+                self._serve_request(msg, context_id)
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                self.is_released, self.is_established = True, False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+            if self.acse.is_aborted():
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted, self.is_established = True, False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+            if not self.dul.is_alive():
+                self.kill()
+                return
+            if self.dul.idle_timer_expired():
+                log.warning("DICOM association idle past the network timeout; aborting")
+                self.abort()
+                self.kill()
+                return
+
+
+class _RequestHandler(RequestHandler):
+    """Creates low-latency acceptor associations (see :class:`_LowLatencyAssociation`)."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        assoc.__class__ = _LowLatencyAssociation
+        assoc.dul._run_loop_delay = _DUL_IDLE_DELAY
+        return assoc
+
+
+def _failure(status: Status, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = int(status)
+    ds.ErrorComment = comment[:64]  # LO
+    return ds
+
+
+def allowed_calling_aets(settings: Settings) -> list[str]:
+    """The AE titles of the member establishments (their ae_titles and dicom_nodes)."""
+    titles: list[str] = []
+    for est in settings.domain.establishments:
+        titles.extend(est.ae_titles)
+        titles.extend(node.ae_title for node in est.dicom_nodes)
+    return sorted(set(titles))
+
+
+class DicomActor:
+    """The DICOM :class:`~xds_hub.server.Actor`: start() returns once the port listens."""
+
+    def __init__(self, settings: Settings, stores: Stores) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.ingest = Ingest(stores, settings)
+        self.ae = self._build_ae()
+        self._server: ThreadedAssociationServer | None = None
+
+    # ----------------------------------------------------------------------------- set-up
+
+    def _build_ae(self) -> AE:
+        ae = AE(ae_title=self.settings.ae_title)
+        ae.maximum_pdu_size = MAX_PDU
+        ae.network_timeout = 60
+        ae.acse_timeout = 30
+        ae.dimse_timeout = 60
+        ae.maximum_associations = 64
+        ae.require_called_aet = True
+        # An empty list would let anyone in: keep a title nobody can send when no AE is configured.
+        ae.require_calling_aet = allowed_calling_aets(self.settings) or ["NO-AE-ALLOWED"]
+        syntaxes = list(STORAGE_TRANSFER_SYNTAXES)
+        for cx in AllStoragePresentationContexts:
+            assert cx.abstract_syntax is not None
+            ae.add_supported_context(cx.abstract_syntax, syntaxes, scu_role=True, scp_role=True)
+        ae.add_supported_context(Verification)
+        for sop in (
+            PatientRootQueryRetrieveInformationModelFind,
+            StudyRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelMove,
+            StudyRootQueryRetrieveInformationModelMove,
+            PatientRootQueryRetrieveInformationModelGet,
+            StudyRootQueryRetrieveInformationModelGet,
+        ):
+            ae.add_supported_context(sop)
+        return ae
+
+    def handlers(self) -> list[Any]:
+        return [
+            (evt.EVT_CONN_OPEN, _nodelay),
+            (evt.EVT_C_ECHO, lambda _event: int(Status.SUCCESS)),
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_C_MOVE, self.on_move),
+            (evt.EVT_C_GET, self.on_get),
+        ]
+
+    def start(self) -> None:
+        # Process-wide settings of the two libraries, for the actors process that runs us:
+        # pynetdicom's per-message debug handlers and pydicom's per-value regex checks cost more
+        # than the rest of a C-STORE; the hub logs what it needs itself.
+        _config.LOG_HANDLER_LEVEL = "none"
+        pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+        pydicom_config.settings.writing_validation_mode = pydicom_config.IGNORE
+        server = self.ae.make_server(
+            (self.settings.host, self.settings.dicom_port),
+            evt_handlers=self.handlers(),
+            server_class=ThreadedAssociationServer,
+            request_handler=_RequestHandler,
+        )
+        thread = threading.Thread(target=server.serve_forever, name="xds-hub-dicom", daemon=True)
+        thread.start()
+        self.ae._servers.append(server)  # so that server.shutdown() can deregister it
+        self._server = server
+
+    def stop(self) -> None:
+        """Stop listening, let open associations finish (up to 30 s), then abort the rest.
+
+        An instance is acknowledged only once it is durable, so nothing acknowledged is lost.
+        """
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        active = list(server.active_associations)
+        server.shutdown()  # stops accepting and closes the listening socket
+        deadline = time.monotonic() + 30
+        while any(a.is_alive() for a in active) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in active:
+            if assoc.is_alive():
+                assoc.abort()
+
+    # ----------------------------------------------------------------------------- C-STORE
+
+    def on_store(self, event: Any) -> int | Dataset:
+        """C-STORE SCP (PS3.4 B.2.3): Success only once the instance is durable."""
+        req = event.request
+        with req.DataSet.getbuffer() as view:
+            outcome = self.ingest.store(
+                calling_ae=event.assoc.requestor.ae_title,
+                sop_class_uid=str(req.AffectedSOPClassUID),
+                sop_instance_uid=str(req.AffectedSOPInstanceUID),
+                transfer_syntax=str(event.context.transfer_syntax),
+                dataset=view,
+            )
+        if outcome.status is Status.SUCCESS:
+            return int(Status.SUCCESS)
+        return _failure(outcome.status, outcome.comment)
+
+    # ----------------------------------------------------------------------------- C-FIND
+
+    def on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        """C-FIND SCP (PS3.4 C.4.1.3): one Pending response per match, then Success."""
+        try:
+            identifier: Dataset = event.identifier
+            level = level_of(str(identifier.get("QueryRetrieveLevel", "")), _levels(event))
+            match, requested = _identifier_keys(identifier)
+        except (ParseError, ValueError, TypeError) as exc:
+            yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        try:
+            with self.stores.engine.connect() as conn:
+                rows = list(search(conn, Query(level, match)))
+        except ParseError as exc:
+            yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        for row in rows:
+            if event.is_cancelled:
+                yield int(Status.CANCEL), None
+                return
+            yield int(Status.PENDING), _response_identifier(level, requested, row, self.settings.ae_title)
+
+    # ----------------------------------------------------------------------------- C-MOVE / C-GET
+
+    def _retrieve_set(self, event: Any, allowed: tuple[Level, ...]) -> list[StoredInstance]:
+        identifier: Dataset = event.identifier
+        level = level_of(str(identifier.get("QueryRetrieveLevel", "")), allowed)
+        uids: dict[str, list[str]] = {}
+        for key in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            value = str(identifier.get(key, "") or "")
+            uids[key] = [v for v in value.split("\\") if v]
+        if not uids[UNIQUE_KEY[level]]:
+            raise ParseError(f"a {level}-level retrieve needs {UNIQUE_KEY[level]}")
+        with self.stores.engine.connect() as conn:
+            return instances(
+                conn,
+                study_uids=uids["StudyInstanceUID"],
+                series_uids=uids["SeriesInstanceUID"],
+                sop_uids=uids["SOPInstanceUID"],
+                patient_id=uids["PatientID"][0] if uids["PatientID"] else None,
+            )
+
+    def on_move(self, event: Any) -> Iterator[Any]:
+        """C-MOVE SCP (PS3.4 C.4.2.3): C-STORE sub-operations to a configured dicom_node."""
+        node = self.settings.domain.dicom_node(str(event.move_destination).strip())
+        if node is None:
+            log.warning("C-MOVE to an unknown destination", extra={"destination": event.move_destination})
+            yield None, None
+            return
+        try:
+            found = self._retrieve_set(event, _levels(event))
+        except (ParseError, ValueError, TypeError) as exc:
+            yield node.host, node.port, {"contexts": [build_context(Verification)]}
+            yield 1
+            yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        options = {"contexts": _store_contexts(found), "evt_handlers": [(evt.EVT_CONN_OPEN, _nodelay)]}
+        yield node.host, node.port, options
+        yield len(found)
+        yield from self._sub_operations(event, found, None)
+
+    def on_get(self, event: Any) -> Iterator[Any]:
+        """C-GET SCP (PS3.4 C.4.3.3): C-STORE sub-operations on the same association."""
+        try:
+            found = self._retrieve_set(event, _levels(event))
+        except (ParseError, ValueError, TypeError) as exc:
+            yield 1
+            yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
+            return
+        accepted: dict[str, set[str]] = {}
+        for cx in event.assoc.accepted_contexts:
+            if cx.as_scu or cx.as_scp:
+                accepted.setdefault(str(cx.abstract_syntax), set()).update(str(t) for t in cx.transfer_syntax)
+        yield len(found)
+        yield from self._sub_operations(event, found, accepted)
+
+    def _sub_operations(
+        self, event: Any, found: list[StoredInstance], accepted: dict[str, set[str]] | None
+    ) -> Iterator[tuple[int, Dataset | None]]:
+        for inst in found:
+            if event.is_cancelled:
+                yield int(Status.CANCEL), None
+                return
+            try:
+                yield int(Status.PENDING), self._dataset_for(inst, accepted)
+            except (OSError, files.TranscodeError) as exc:
+                log.warning(
+                    "retrieve sub-operation skipped", extra={"sop": inst.sop_instance_uid, "why": str(exc)}
+                )
+                ds = Dataset()
+                ds.SOPInstanceUID = inst.sop_instance_uid
+                yield int(Status.PENDING), ds  # counted as a failed sub-operation by the SCU's answer
+        yield int(Status.SUCCESS), None
+
+    def _dataset_for(self, inst: StoredInstance, accepted: dict[str, set[str]] | None) -> Dataset:
+        """The instance to send; transcoded when the peer accepted only other syntaxes (C-GET)."""
+        target = inst.transfer_syntax
+        if accepted is not None:
+            syntaxes = accepted.get(inst.sop_class_uid, set())
+            choice = files.choose_syntax(
+                inst.transfer_syntax,
+                [t for t in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) if t in syntaxes]
+                if inst.transfer_syntax not in syntaxes
+                else [inst.transfer_syntax],
+            )
+            if choice is None:
+                raise files.TranscodeError(f"the peer accepts no transfer syntax for {inst.sop_class_uid}")
+            target = choice
+        if target != inst.transfer_syntax:
+            inst = files.derived(self.stores, inst, target)
+        return files.read_instance(self.stores, inst)
+
+
+def _levels(event: Any) -> tuple[Level, ...]:
+    """The levels of the information model the request uses (PS3.4 C.6.1 / C.6.2)."""
+    return _LEVELS_PATIENT_ROOT if event.request.AffectedSOPClassUID in _PATIENT_ROOT else _LEVELS_STUDY_ROOT
+
+
+def _store_contexts(found: list[StoredInstance]) -> list[Any]:
+    """Presentation contexts for a C-MOVE sub-association: each SOP class in its stored syntax."""
+    contexts: list[Any] = []
+    seen: set[tuple[str, str]] = set()
+    for inst in found:
+        pair = (inst.sop_class_uid, inst.transfer_syntax)
+        if pair in seen:
+            continue
+        seen.add(pair)
+        syntaxes = [inst.transfer_syntax]
+        if inst.transfer_syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+            syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        contexts.append(build_context(inst.sop_class_uid, syntaxes))
+        if len(contexts) >= 128:  # PS3.8 9.3.2.2: at most 128 presentation contexts
+            break
+    return contexts or [build_context(Verification)]
+
+
+def _identifier_keys(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
+    """Matching values (keyword -> value) and the keywords asked for, from a C-FIND identifier."""
+    match: dict[str, str] = {}
+    requested: list[str] = []
+    for elem in identifier:
+        if elem.tag.group in (0x0000, 0x0002) or elem.keyword in (
+            "QueryRetrieveLevel",
+            "SpecificCharacterSet",
+        ):
+            continue
+        keyword = elem.keyword or ""
+        requested.append(keyword or f"{int(elem.tag):08X}")
+        if keyword in KEYS and elem.VR != "SQ":
+            value = elem.value
+            if value is None:
+                text = ""
+            elif isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+                text = "\\".join(str(v) for v in value)
+            else:
+                text = str(value)
+            match[keyword] = text
+    return match, requested
+
+
+def _response_identifier(level: Level, requested: list[str], row: dict[str, Any], ae_title: str) -> Dataset:
+    """A C-FIND match: the requested keys with their values (empty when the hub has none)."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.QueryRetrieveLevel = level.value
+    ds.RetrieveAETitle = ae_title
+    for keyword in dict.fromkeys([*requested, UNIQUE_KEY[level]]):
+        key = KEYS.get(keyword)
+        if key is None:
+            tag = tag_for_keyword(keyword)
+            if tag is not None:
+                ds.add_new(tag, dictionary_VR(tag), None)
+            continue
+        value = row.get(keyword)
+        if value is None or value == []:
+            ds.add_new(key.tag, key.vr, None)
+        elif isinstance(value, list):
+            ds.add_new(key.tag, key.vr, [str(v) for v in value])
+        else:
+            ds.add_new(key.tag, key.vr, int(value) if key.vr == "US" else str(value))
+    return ds
+
+
+def make_dicom_actor(settings: Settings, stores: Stores) -> DicomActor:
+    """ActorSpec factory (``xds_hub.server.ACTORS``)."""
+    return DicomActor(settings, stores)

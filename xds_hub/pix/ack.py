@@ -1,0 +1,101 @@
+"""HL7 v2 acknowledgements: MSH of a reply, MSA and ERR (HL7 2.5 2.14.1, 2.15.5; ITI TF-2x C.2.3).
+
+ERR carries each problem twice, so that v2.3.1 and v2.5 receivers both find it: ERR-1 (the v2.3.1
+ELD ``PID^1^3^204&Unknown key identifier&HL70357``) and ERR-2 / ERR-3 / ERR-4 (v2.5 ERL, the
+Table 0357 code, severity E), with the explanation in ERR-8.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from xds_hub.config import PixSettings
+from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode, Hl7Problem
+from xds_hub.pix import hl7v2
+from xds_hub.pix.hl7v2 import Repetition, V2Message
+
+DEFAULT_VERSION = "2.5"
+
+
+def control_id() -> str:
+    """A fresh MSH-10 (20 characters, unique)."""
+    return uuid.uuid4().hex[:20]
+
+
+def _hd(msg: V2Message | None, field: int) -> Repetition:
+    if msg is None:
+        return ("",)
+    parts = tuple(msg.msh.value(field, comp=c) for c in (1, 2, 3))
+    while len(parts) > 1 and not parts[-1]:
+        parts = parts[:-1]
+    return parts
+
+
+def reply_msh(msg: V2Message | None, pix: PixSettings, message_type: Repetition) -> Any:
+    """The MSH of a reply to ``msg``: sender and receiver swapped, same processing ID and version."""
+    ours_app = _hd(msg, 5)
+    ours_fac = _hd(msg, 6)
+    sending = (
+        ours_app if ours_app != ("",) else (pix.application,),
+        ours_fac if ours_fac != ("",) else (pix.facility,),
+    )
+    receiving = (_hd(msg, 3), _hd(msg, 4))
+    processing = (msg.processing_id if msg is not None else "") or "P"
+    version = (msg.version if msg is not None else "") or DEFAULT_VERSION
+    charset = msg.charset if msg is not None else ""
+    return hl7v2.segment(
+        "MSH",
+        sending[0],
+        sending[1],
+        receiving[0],
+        receiving[1],
+        hl7v2.timestamp(),
+        "",
+        message_type,
+        control_id(),
+        processing,
+        version,
+        *(("", "", "", "", "", charset) if charset else ()),
+    )
+
+
+def msa(code: AckCode, msg: V2Message | None, text: str = "") -> Any:
+    return hl7v2.segment("MSA", code.value, msg.control_id if msg is not None else "", text[:80])
+
+
+def err(problem: Hl7Problem) -> Any:
+    code: Hl7ErrorCode = problem.code
+    location = problem.location.split("^") if problem.location else []
+    eld: tuple[Any, ...] = ()
+    if location:
+        eld = (*location[:3], *([""] * (3 - len(location[:3]))), (code.value, code.display, "HL70357"))
+    return hl7v2.segment(
+        "ERR",
+        eld if eld else "",
+        tuple(location) if location else "",
+        (code.value, code.display, "HL70357"),
+        "E",
+        "",
+        "",
+        "",
+        problem.text[:250],
+    )
+
+
+def errors(failure: Hl7Error | None) -> list[Any]:
+    return [err(p) for p in failure.problems] if failure is not None else []
+
+
+def ack(msg: V2Message | None, pix: PixSettings, failure: Hl7Error | None = None) -> str:
+    """A general acknowledgement ``ACK^<event>^ACK`` to ``msg``: AA, or AE/AR with ERR segments."""
+    trigger = msg.trigger_event if msg is not None else ""
+    code = failure.ack if failure is not None else AckCode.ACCEPT
+    text = failure.problems[0].text if failure is not None else ""
+    segments: Sequence[Any] = [
+        reply_msh(msg, pix, ("ACK", trigger, "ACK")),
+        msa(code, msg, text),
+        *errors(failure),
+    ]
+    return hl7v2.render(segments)

@@ -1,0 +1,122 @@
+"""ITI-44 Patient Identity Feed HL7 V3 (ITI TF-2b 3.44) at ``/pix``.
+
+- PRPA_IN201301UV02 (Patient Registry Record Added) and PRPA_IN201302UV02 (Record Revised):
+  ``patient/id`` are the patient's identifiers, ``patientPerson/asOtherIDs/id`` further ones
+  (used for linking when their domain is served, e.g. a national ID; ignored otherwise);
+- PRPA_IN201304UV02 (Duplicates Resolved): ``priorRegisteredRole/id`` is merged into
+  ``patient/id``.
+
+Each is answered with MCCI_IN000002UV01: AA once committed; AE with an acknowledgementDetail
+(HL7 Table 0357 code, text, XPath location) for content the PIX Manager refuses, exactly as the
+v2 feed would (:mod:`xds_hub.pix.iti8`); AR with 207 when the database is unavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lxml import etree
+from sqlalchemy.exc import DBAPIError
+
+from xds_hub.config import Settings
+from xds_hub.domain.vocabulary import SoapAction
+from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode
+from xds_hub.log import get_logger
+from xds_hub.pix import v3
+from xds_hub.pix.model import Demographics, FeedEvent, FeedKind, RawId
+from xds_hub.pix.xref import CrossReference
+from xds_hub.soap.types import SoapRequest, SoapResponse
+from xds_hub.storage.db import write_transaction
+from xds_hub.storage.stores import Stores
+
+log = get_logger("xds_hub.pix.iti44")
+
+#: wsa:Action -> (interaction, what it does).
+INTERACTIONS: dict[str, tuple[str, FeedKind]] = {
+    SoapAction.ITI44_ADD: ("PRPA_IN201301UV02", FeedKind.ADD),
+    SoapAction.ITI44_REVISE: ("PRPA_IN201302UV02", FeedKind.UPDATE),
+    SoapAction.ITI44_MERGE: ("PRPA_IN201304UV02", FeedKind.MERGE),
+}
+
+_PATIENT = "v3:controlActProcess/v3:subject/v3:registrationEvent/v3:subject1/v3:patient"
+_PRIOR = (
+    "v3:controlActProcess/v3:subject/v3:registrationEvent/v3:replacementOf/v3:priorRegistration"
+    "/v3:subject1/v3:priorRegisteredRole/v3:id"
+)
+
+
+def _ids(elements: list[etree._Element]) -> tuple[RawId, ...]:
+    found = (v3.raw_id(e, v3.element_path(e)) for e in elements)
+    return tuple(r for r in found if r is not None)
+
+
+def _demographics(person: etree._Element | None) -> Demographics:
+    if person is None:
+        return Demographics()
+    name = v3.first(person, "v3:name")
+    family = v3.first(name, "v3:family") if name is not None else None
+    given = v3.first(name, "v3:given") if name is not None else None
+    gender = v3.first(person, "v3:administrativeGenderCode")
+    birth = v3.first(person, "v3:birthTime")
+    return Demographics(
+        family=(family.text or "").strip() if family is not None else "",
+        given=(given.text or "").strip() if given is not None else "",
+        birth_date=birth.get("value", "") if birth is not None else "",
+        sex=gender.get("code", "") if gender is not None else "",
+    )
+
+
+def parse_feed(body: etree._Element, interaction: str, kind: FeedKind) -> FeedEvent:
+    """The feed event of an ITI-44 message (Hl7Error 101/100 when the patient is missing)."""
+    root = f"/{interaction}/controlActProcess/subject/registrationEvent/subject1/patient"
+    patient = v3.first(body, _PATIENT)
+    if patient is None:
+        raise Hl7Error.one(
+            Hl7ErrorCode.SEGMENT_SEQUENCE_ERROR,
+            "controlActProcess/subject/registrationEvent/subject1/patient is missing",
+            root,
+        )
+    ids = _ids(v3.xpath(patient, "v3:id"))
+    if not ids:
+        raise Hl7Error.one(Hl7ErrorCode.REQUIRED_FIELD_MISSING, "patient/id is missing", f"{root}/id")
+    person = v3.first(patient, "v3:patientPerson")
+    others = _ids(v3.xpath(patient, "v3:patientPerson/v3:asOtherIDs/v3:id"))
+    prior: tuple[RawId, ...] = ()
+    if kind is FeedKind.MERGE:
+        prior = _ids(v3.xpath(body, _PRIOR))
+        if not prior:
+            raise Hl7Error.one(
+                Hl7ErrorCode.REQUIRED_FIELD_MISSING,
+                "replacementOf/priorRegistration/subject1/priorRegisteredRole/id is missing",
+                f"/{interaction}/controlActProcess/subject/registrationEvent/replacementOf",
+            )
+    return FeedEvent(
+        kind,
+        ids,
+        other_ids=() if kind is FeedKind.MERGE else others,
+        prior_ids=prior,
+        demographics=_demographics(person),
+    )
+
+
+def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
+    """ITI-44: record the feed, answer MCCI_IN000002UV01."""
+    interaction, kind = INTERACTIONS[request.action]
+    wrapper = v3.read_wrapper(request.body, interaction)
+    xref = CrossReference(settings.domain)
+    failure: Hl7Error | None = None
+    try:
+        event = parse_feed(request.body, interaction, kind)
+        apply: Callable[..., object] = xref.merge if kind is FeedKind.MERGE else xref.feed
+        with write_transaction(stores.engine) as conn:
+            apply(conn, event)
+    except Hl7Error as exc:
+        failure = exc
+    except DBAPIError:
+        log.exception("ITI-44 feed could not be stored")
+        failure = Hl7Error.one(
+            Hl7ErrorCode.APPLICATION_INTERNAL_ERROR,
+            "the PIX Manager could not store the feed; send it again",
+            ack=AckCode.REJECT,
+        )
+    return SoapResponse(SoapAction.ITI44_RESPONSE, v3.reply("MCCI_IN000002UV01", wrapper, failure))

@@ -1,0 +1,219 @@
+"""The HL7 v2 side of the PIX Manager, without sockets: frames in, replies out (ITI TF-2x C.2).
+
+:func:`handle_frames` takes the MLLP payloads read from one connection (several when the sender
+pipelines), parses each with python-hl7, dispatches it on MSH-9 (:data:`TRANSACTIONS`), runs all
+of them in one database transaction (a savepoint per feed, so one refused message never undoes
+another) and builds the replies only after the commit: every AA is durable.
+
+Messages that cannot be read get an ACK with AR and an ERR (100 when there is no MSH, 102 when
+MSH is unreadable); MSH problems get AR with 101 (MSH-9/10/11/12 missing), 200 (message type),
+201 (event), 202 (processing ID) or 203 (version).  A database failure answers AR with 207, so
+the sender retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from xds_hub.config import PixSettings, Settings
+from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode, ParseError
+from xds_hub.log import get_logger
+from xds_hub.pix import ack, iti8, iti9
+from xds_hub.pix.hl7v2 import V2Message, parse
+from xds_hub.pix.model import FeedOutcome
+from xds_hub.pix.xref import CrossReference
+from xds_hub.storage.db import read_transaction, write_transaction
+
+log = get_logger("xds_hub.pix.service")
+
+E = Hl7ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """An HL7 v2 transaction the MLLP listener serves: parse, run, answer."""
+
+    name: str
+    writes: bool
+    prepare: Callable[[V2Message], Any]
+    execute: Callable[[Connection, Any, CrossReference], Any]
+    respond: Callable[[V2Message, PixSettings, object], str]
+
+
+#: MSH-9.1 -> transaction.
+TRANSACTIONS: dict[str, Transaction] = {
+    "ADT": Transaction("ITI-8", iti8.WRITES, iti8.prepare, iti8.execute, iti8.respond),
+    "QBP": Transaction("ITI-9", iti9.WRITES, iti9.prepare, iti9.execute, iti9.respond),
+}
+
+PROCESSING_IDS = frozenset({"P", "T", "D"})
+
+#: MSH-18 values (HL7 Table 0211) -> Python codecs; anything else is read as UTF-8 (or Latin-1).
+CHARSETS = {
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+}
+
+
+def decode(frame: bytes) -> tuple[str, str]:
+    """The text of a frame and the codec to answer in (MSH-18, else UTF-8, else Latin-1)."""
+    head = frame[:1024].split(b"\r", 1)[0]
+    fields = head.split(b"|")
+    if len(fields) > 17:
+        codec = CHARSETS.get(fields[17].split(b"^")[0].decode("ascii", "replace").strip())
+        if codec:
+            try:
+                return frame.decode(codec), codec
+            except UnicodeDecodeError:
+                pass
+    try:
+        return frame.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return frame.decode("latin-1"), "latin-1"
+
+
+def check_msh(msg: V2Message) -> Transaction:
+    """The transaction of ``msg``, or Hl7Error AR for a message header the hub cannot serve."""
+    for number, value in (
+        (9, msg.message_type),
+        (10, msg.control_id),
+        (11, msg.processing_id),
+        (12, msg.version),
+    ):
+        if not value:
+            raise Hl7Error.one(
+                E.REQUIRED_FIELD_MISSING, f"MSH-{number} is empty", f"MSH^1^{number}", ack=AckCode.REJECT
+            )
+    if msg.processing_id not in PROCESSING_IDS:
+        raise Hl7Error.one(
+            E.UNSUPPORTED_PROCESSING_ID,
+            f"processing ID {msg.processing_id!r} is not P, T or D",
+            "MSH^1^11",
+            ack=AckCode.REJECT,
+        )
+    if not msg.version.startswith("2."):
+        raise Hl7Error.one(
+            E.UNSUPPORTED_VERSION_ID,
+            f"HL7 version {msg.version!r} is not 2.x",
+            "MSH^1^12",
+            ack=AckCode.REJECT,
+        )
+    tx = TRANSACTIONS.get(msg.message_type)
+    if tx is None:
+        raise Hl7Error.one(
+            E.UNSUPPORTED_MESSAGE_TYPE,
+            f"message type {msg.message_type} is not served (ADT for ITI-8, QBP for ITI-9)",
+            "MSH^1^9",
+            ack=AckCode.REJECT,
+        )
+    return tx
+
+
+@dataclass
+class _Item:
+    codec: str
+    msg: V2Message | None = None
+    tx: Transaction | None = None
+    request: Any = None
+    result: object = None
+    reply: str | None = None
+
+
+def _garbage_reply(text: str, exc: ParseError, pix: PixSettings) -> str:
+    code = E.SEGMENT_SEQUENCE_ERROR if not text.lstrip("\r\n\t ").startswith("MSH") else E.DATA_TYPE_ERROR
+    failure = Hl7Error.one(
+        code,
+        f"not an HL7 v2 message: {exc}",
+        "MSH^1" if code is E.DATA_TYPE_ERROR else "",
+        ack=AckCode.REJECT,
+    )
+    return ack.ack(None, pix, failure)
+
+
+@dataclass
+class Batch:
+    """What a batch of frames produced: the encoded replies, and whether ITI-10 has work."""
+
+    replies: list[bytes]
+    notifications: int
+
+
+def _run(engine: Engine, items: list[_Item], xref: CrossReference) -> None:
+    writes = any(i.tx is not None and i.tx.writes for i in items)
+    with (write_transaction if writes else read_transaction)(engine) as conn:
+        for item in items:
+            assert item.tx is not None and item.msg is not None
+            try:
+                with conn.begin_nested() if item.tx.writes else nullcontext():
+                    item.result = item.tx.execute(conn, item.request, xref)
+            except Hl7Error as exc:
+                item.result = exc
+
+
+def handle_frames(frames: list[bytes], engine: Engine, settings: Settings, xref: CrossReference) -> Batch:
+    """Replies (in order) to the MLLP payloads ``frames``; acknowledges only committed work."""
+    pix = settings.domain.pix
+    items: list[_Item] = []
+    for frame in frames:
+        text, codec = decode(frame)
+        item = _Item(codec)
+        items.append(item)
+        try:
+            item.msg = parse(text)
+        except ParseError as exc:
+            item.reply = _garbage_reply(text, exc, pix)
+            continue
+        try:
+            item.tx = check_msh(item.msg)
+        except Hl7Error as exc:
+            item.reply = ack.ack(item.msg, pix, exc)
+            continue
+        try:
+            item.request = item.tx.prepare(item.msg)
+        except Hl7Error as exc:
+            item.result = exc
+    pending = [
+        i for i in items if i.reply is None and i.tx is not None and not isinstance(i.result, Hl7Error)
+    ]
+    if pending:
+        try:
+            _run(engine, pending, xref)
+        except Exception:
+            if len(pending) > 1:  # one bad message must not fail the others: redo them one by one
+                for item in pending:
+                    try:
+                        _run(engine, [item], xref)
+                    except Exception:
+                        log.exception(
+                            "HL7 v2 message failed", extra={"control_id": item.msg and item.msg.control_id}
+                        )
+                        item.result = Hl7Error.one(
+                            E.APPLICATION_INTERNAL_ERROR,
+                            "the PIX Manager could not store the message; send it again",
+                            ack=AckCode.REJECT,
+                        )
+            else:
+                log.exception("HL7 v2 message failed")
+                pending[0].result = Hl7Error.one(
+                    E.APPLICATION_INTERNAL_ERROR,
+                    "the PIX Manager could not store the message; send it again",
+                    ack=AckCode.REJECT,
+                )
+    notifications = 0
+    replies = []
+    for item in items:
+        if item.reply is None:
+            assert item.tx is not None and item.msg is not None
+            item.reply = item.tx.respond(item.msg, pix, item.result)
+            if isinstance(item.result, list):
+                notifications += sum(o.notifications for o in item.result if isinstance(o, FeedOutcome))
+        replies.append(item.reply.encode(item.codec, errors="replace"))
+    return Batch(replies, notifications)

@@ -1,0 +1,500 @@
+"""The patient identifier cross-reference (PIX Manager, ITI TF-1 5, ITI TF-2a 3.8.4.1.3 / 3.9.4.1.3).
+
+Every identifier fed by a Patient Identity Source lives in ``pix_identity`` and belongs to one
+person (a cross-reference set).  A feed (ITI-8 A01/A04/A05/A08, ITI-44 add/revise) is linked,
+in this order:
+
+1. the identifiers it carries together (PID-3 / patient.id, including an affinity-domain ID) are
+   one person;
+2. an identifier of a configured linking authority (a national health ID) links it to the person
+   who already holds that identifier;
+3. otherwise it is a new person, and the hub allocates an affinity-domain ID for it
+   (``[pix] allocation = "allocate"``) or waits for the affinity domain's identity source
+   (``"wait"``).
+
+A feed never moves an identifier from one person to another: identifiers that already belong to
+two persons, or a second affinity-domain ID for a person, are refused (AE, HL7 error 205) and only
+an explicit merge (A40 / PRPA_IN201304UV02) joins them.  A merge retires the subsumed identifier;
+when two persons with affinity-domain IDs join, the subsumed person's ID is merged into the
+surviving one in the registry too (:func:`xds_hub.registry.register.merge_patient`), as the XDS
+Patient Identity Feed requires.  New affinity-domain IDs are added to the registry's ``patient``
+table, so the registry accepts submissions for them.  Every link change queues an ITI-10
+notification per subscriber (:mod:`xds_hub.pix.iti10`) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from xds_hub.config import AffinityDomain
+from xds_hub.errors import Hl7Error, Hl7ErrorCode, Hl7Problem, XdsError
+from xds_hub.pix import iti10
+from xds_hub.pix.model import (
+    Demographics,
+    DomainKind,
+    FeedEvent,
+    FeedOutcome,
+    Identifier,
+    PixAnswer,
+    PixQuery,
+    QueryStatus,
+    RawId,
+    Where,
+)
+from xds_hub.pix.tables import pix_identity, pix_person
+from xds_hub.registry.patients import add_patient
+from xds_hub.registry.register import merge_patient
+
+E = Hl7ErrorCode
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    person_id: int
+    merged_into: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fed:
+    """A resolved identifier of the message and where it was."""
+
+    ident: Identifier
+    where: Where
+    own: bool  # PID-3 / patient.id (True) or asOtherIDs (False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class CrossReference:
+    """The cross-reference of one affinity domain; methods run inside the caller's transaction."""
+
+    def __init__(self, domain: AffinityDomain) -> None:
+        self.domain = domain
+        self.pix = domain.pix
+        kinds: dict[str, DomainKind] = {a: DomainKind.LINKING for a in domain.linking_authorities}
+        kinds.update({e.assigning_authority: DomainKind.LOCAL for e in domain.establishments})
+        kinds[domain.assigning_authority] = DomainKind.AFFINITY
+        self._kinds = kinds
+        order = [
+            domain.assigning_authority,
+            *(e.assigning_authority for e in domain.establishments),
+            *domain.linking_authorities,
+        ]
+        self._rank = {a: i for i, a in reversed(list(enumerate(order)))}
+
+    # -----------------------------------------------------------------------------------------
+    # Domains and identifiers
+    # -----------------------------------------------------------------------------------------
+
+    def kind(self, authority: str) -> DomainKind | None:
+        return self._kinds.get(authority)
+
+    @property
+    def domains(self) -> list[str]:
+        """Every patient identifier domain the PIX Manager serves, affinity domain first."""
+        return sorted(self._kinds, key=self._rank.__getitem__)
+
+    def sort_key(self, ident: Identifier) -> tuple[int, str]:
+        return self._rank.get(ident.authority, len(self._rank)), ident.value
+
+    def authority(self, raw: RawId, source: tuple[str, str] = ("", "")) -> str:
+        """The assigning-authority OID of ``raw`` (CX-4 / II root, a configured namespace, or the
+        source's configured domain); Hl7Error 204 when it is missing, malformed or not served."""
+        where = raw.where.authority
+        if raw.universal_id:
+            if raw.universal_id_type != "ISO":
+                raise Hl7Error.one(
+                    E.UNKNOWN_KEY_IDENTIFIER,
+                    f"assigning authority {raw.namespace}&{raw.universal_id}&{raw.universal_id_type} "
+                    "must be given as &OID&ISO",
+                    where,
+                )
+            oid = raw.universal_id
+        elif raw.namespace:
+            mapped = self.pix.namespaces.get(raw.namespace)
+            if mapped is None:
+                raise Hl7Error.one(
+                    E.UNKNOWN_KEY_IDENTIFIER,
+                    f"assigning authority namespace {raw.namespace!r} has no known OID",
+                    where,
+                )
+            oid = mapped
+        else:
+            app, facility = source
+            mapped = self.pix.sources.get(f"{app}|{facility}") or self.pix.sources.get(app)
+            if mapped is None:
+                raise Hl7Error.one(
+                    E.UNKNOWN_KEY_IDENTIFIER,
+                    "the identifier has no assigning authority and its source "
+                    f"{app or '(unnamed)'} is not configured with one",
+                    where,
+                )
+            oid = mapped
+        if oid not in self._kinds:
+            raise Hl7Error.one(
+                E.UNKNOWN_KEY_IDENTIFIER,
+                f"assigning authority {oid} is not a patient identifier domain of this affinity domain",
+                where,
+            )
+        return oid
+
+    def resolve(self, raw: RawId, source: tuple[str, str] = ("", "")) -> Identifier:
+        if not raw.value:
+            raise Hl7Error.one(
+                E.REQUIRED_FIELD_MISSING, "the patient identifier has no ID number", raw.where.id
+            )
+        return Identifier(self.authority(raw, source), raw.value)
+
+    def _resolve_all(self, raws: Iterable[RawId], source: tuple[str, str], own: bool) -> list[_Fed]:
+        fed: dict[Identifier, _Fed] = {}
+        problems: list[Hl7Problem] = []
+        for raw in raws:
+            try:
+                ident = self.resolve(raw, source)
+            except Hl7Error as exc:
+                if own:
+                    problems.extend(exc.problems)
+                continue  # other IDs (v3 asOtherIDs) of domains not served are ignored
+            fed.setdefault(ident, _Fed(ident, raw.where, own))
+        if problems:
+            raise Hl7Error(problems)
+        return list(fed.values())
+
+    # -----------------------------------------------------------------------------------------
+    # Storage
+    # -----------------------------------------------------------------------------------------
+
+    def _load(self, conn: Connection, idents: Sequence[Identifier]) -> dict[Identifier, _Row]:
+        if not idents:
+            return {}
+        t = pix_identity
+        cond = or_(*(and_(t.c.authority == i.authority, t.c.value == i.value) for i in idents))
+        rows = conn.execute(select(t.c.authority, t.c.value, t.c.person_id, t.c.merged_into).where(cond))
+        return {Identifier(r.authority, r.value): _Row(r.person_id, r.merged_into) for r in rows}
+
+    def members(self, conn: Connection, person_id: int) -> list[Identifier]:
+        """The active identifiers of a person, affinity domain first."""
+        t = pix_identity
+        rows = conn.execute(
+            select(t.c.authority, t.c.value).where(t.c.person_id == person_id, t.c.merged_into.is_(None))
+        )
+        return sorted((Identifier(r.authority, r.value) for r in rows), key=self.sort_key)
+
+    def _affinity_ids(self, members: Iterable[Identifier]) -> list[Identifier]:
+        return [m for m in members if self.kind(m.authority) is DomainKind.AFFINITY]
+
+    def _new_person(self, conn: Connection, now: str) -> int:
+        return int(
+            conn.execute(insert(pix_person).values(created=now).returning(pix_person.c.id)).scalar_one()
+        )
+
+    def _allocate(self, conn: Connection, person_id: int) -> Identifier:
+        """A fresh affinity-domain ID numbered after the person (ITI TF-1 5.2: the hub as the
+        affinity domain's identity source when ``allocation = "allocate"``)."""
+        base = f"{self.pix.id_prefix}{person_id}"
+        candidate, n = Identifier(self.domain.assigning_authority, base), 1
+        while self._load(conn, [candidate]):
+            n += 1
+            candidate = Identifier(self.domain.assigning_authority, f"{base}-{n}")
+        return candidate
+
+    def _insert(self, conn: Connection, rows: list[dict[str, object]]) -> None:
+        if rows:
+            conn.execute(insert(pix_identity), rows)
+
+    def _register(self, conn: Connection, ident: Identifier, where: Where) -> None:
+        """Make an affinity-domain ID known to the registry (the patient table)."""
+        try:
+            add_patient(conn, ident.cx, self.domain)
+        except XdsError as exc:
+            raise Hl7Error.one(E.DATA_TYPE_ERROR, str(exc), where.id) from exc
+
+    def _notify(self, conn: Connection, person_id: int, now: str) -> int:
+        return iti10.enqueue(conn, self.domain, self.members(conn, person_id), now)
+
+    # -----------------------------------------------------------------------------------------
+    # Feed (add / update)
+    # -----------------------------------------------------------------------------------------
+
+    def feed(self, conn: Connection, event: FeedEvent) -> FeedOutcome:
+        """Record and link a patient identity feed (ITI-8 A01/A04/A05/A08; ITI-44 add/revise)."""
+        now = _now()
+        fed = self._resolve_all(event.ids, event.source, own=True)
+        fed += [
+            f
+            for f in self._resolve_all(event.other_ids, event.source, own=False)
+            if f.ident not in {x.ident for x in fed}
+        ]
+        if not any(
+            self.kind(f.ident.authority) in (DomainKind.AFFINITY, DomainKind.LOCAL) for f in fed if f.own
+        ):
+            first = event.ids[0].where.id if event.ids else ""
+            raise Hl7Error.one(
+                E.REQUIRED_FIELD_MISSING,
+                "the patient has no identifier of an establishment or of the affinity domain",
+                first.rsplit("^", 2)[0] if first.count("^") >= 3 else first,
+            )
+        rows = self._load(conn, [f.ident for f in fed])
+        for f in fed:
+            row = rows.get(f.ident)
+            if row is not None and row.merged_into is not None:
+                raise Hl7Error.one(
+                    E.DUPLICATE_KEY_IDENTIFIER,
+                    f"{f.ident.cx} was merged into {row.merged_into} and cannot be fed again",
+                    f.where.id,
+                )
+        persons: list[int] = []
+        for f in fed:
+            row = rows.get(f.ident)
+            if row is not None and row.person_id not in persons:
+                persons.append(row.person_id)
+        if len(persons) > 1:
+            other = next(f for f in fed if f.ident in rows and rows[f.ident].person_id != persons[0])
+            holder = next(f for f in fed if f.ident in rows and rows[f.ident].person_id == persons[0])
+            raise Hl7Error.one(
+                E.DUPLICATE_KEY_IDENTIFIER,
+                f"{other.ident.cx} and {holder.ident.cx} are cross-referenced to different patients; "
+                "the PIX Manager does not relink them silently (merge them with A40)",
+                other.where.id,
+            )
+        fed_affinity = [f for f in fed if self.kind(f.ident.authority) is DomainKind.AFFINITY]
+        if len(fed_affinity) > 1:
+            raise Hl7Error.one(
+                E.DUPLICATE_KEY_IDENTIFIER,
+                f"one patient cannot have two affinity-domain IDs ({fed_affinity[0].ident.cx}, "
+                f"{fed_affinity[1].ident.cx})",
+                fed_affinity[1].where.id,
+            )
+        members: list[Identifier] = []
+        if persons:
+            person_id = persons[0]
+            members = self.members(conn, person_id)
+            held = self._affinity_ids(members)
+            clash = [f for f in fed_affinity if held and f.ident not in held]
+            if clash:
+                raise Hl7Error.one(
+                    E.DUPLICATE_KEY_IDENTIFIER,
+                    f"the patient already has the affinity-domain ID {held[0].cx}; "
+                    f"{clash[0].ident.cx} would be a second one (merge them with A40)",
+                    clash[0].where.id,
+                )
+        else:
+            person_id = self._new_person(conn, now)
+        new = [f for f in fed if f.ident not in rows]
+        demographics = json.dumps(event.demographics.as_dict()) if event.demographics.as_dict() else None
+        insert_rows: list[dict[str, object]] = [
+            {
+                "authority": f.ident.authority,
+                "value": f.ident.value,
+                "person_id": person_id,
+                "merged_into": None,
+                "demographics": demographics if f.own else None,
+                "updated": now,
+            }
+            for f in new
+        ]
+        affinity_new = [
+            (f.ident, f.where) for f in new if self.kind(f.ident.authority) is DomainKind.AFFINITY
+        ]
+        if not fed_affinity and not self._affinity_ids(members) and self.pix.allocation == "allocate":
+            allocated = self._allocate(conn, person_id)
+            insert_rows.append(
+                {
+                    "authority": allocated.authority,
+                    "value": allocated.value,
+                    "person_id": person_id,
+                    "merged_into": None,
+                    "demographics": None,
+                    "updated": now,
+                }
+            )
+            affinity_new.append((allocated, Where()))
+        self._insert(conn, insert_rows)
+        known_own = [f.ident for f in fed if f.own and f.ident in rows]
+        if known_own and demographics is not None:
+            self._update_demographics(conn, known_own, demographics, now)
+        for ident, where in affinity_new:
+            self._register(conn, ident, where)
+        size = len(members) + len(insert_rows)
+        links_changed = bool(insert_rows) and size > 1
+        sent = self._notify(conn, person_id, now) if links_changed else 0
+        affinity = self._affinity_ids([i for i, _ in affinity_new]) or self._affinity_ids(members)
+        return FeedOutcome(person_id, affinity[0] if affinity else None, links_changed, sent)
+
+    def _update_demographics(
+        self, conn: Connection, idents: list[Identifier], demographics: str, now: str
+    ) -> None:
+        t = pix_identity
+        cond = or_(*(and_(t.c.authority == i.authority, t.c.value == i.value) for i in idents))
+        conn.execute(update(t).where(cond).values(demographics=demographics, updated=now))
+
+    # -----------------------------------------------------------------------------------------
+    # Merge
+    # -----------------------------------------------------------------------------------------
+
+    def merge(self, conn: Connection, event: FeedEvent) -> FeedOutcome:
+        """Merge the identifiers of MRG-1 / priorRegisteredRole into those of PID-3 / patient.id
+        (ITI-8 A40, ITI TF-2a 3.8.4.2; ITI-44 PRPA_IN201304UV02, ITI TF-2b 3.44.4.2)."""
+        now = _now()
+        survivors = self._resolve_all(event.ids, event.source, own=True)
+        subsumed = self._resolve_all(event.prior_ids, event.source, own=True)
+        if not survivors:
+            raise Hl7Error.one(
+                E.REQUIRED_FIELD_MISSING, "the surviving patient identifier is missing", "PID^1^3"
+            )
+        if not subsumed:
+            raise Hl7Error.one(
+                E.REQUIRED_FIELD_MISSING, "the subsumed patient identifier is missing", "MRG^1^1"
+            )
+        person_id = 0
+        for old in subsumed:
+            target = next((s for s in survivors if s.ident.authority == old.ident.authority), survivors[0])
+            person_id = self._merge_pair(conn, old, target, event.demographics, now)
+        members = self.members(conn, person_id)
+        if not self._affinity_ids(members) and self.pix.allocation == "allocate":
+            allocated = self._allocate(conn, person_id)
+            self._insert(
+                conn,
+                [
+                    {
+                        "authority": allocated.authority,
+                        "value": allocated.value,
+                        "person_id": person_id,
+                        "merged_into": None,
+                        "demographics": None,
+                        "updated": now,
+                    }
+                ],
+            )
+            self._register(conn, allocated, Where())
+            members = self.members(conn, person_id)
+        sent = self._notify(conn, person_id, now)
+        affinity = self._affinity_ids(members)
+        return FeedOutcome(person_id, affinity[0] if affinity else None, True, sent)
+
+    def _merge_pair(self, conn: Connection, old: _Fed, new: _Fed, demo: Demographics, now: str) -> int:
+        rows = self._load(conn, [old.ident, new.ident])
+        survivor = rows.get(new.ident)
+        if survivor is not None and survivor.merged_into is not None:
+            raise Hl7Error.one(
+                E.DUPLICATE_KEY_IDENTIFIER,
+                f"the surviving {new.ident.cx} was itself merged into {survivor.merged_into}",
+                new.where.id,
+            )
+        if old.ident == new.ident:
+            if survivor is None:
+                raise Hl7Error.one(E.UNKNOWN_KEY_IDENTIFIER, f"{old.ident.cx} is not known", old.where.id)
+            return survivor.person_id
+        prior = rows.get(old.ident)
+        if prior is None:
+            raise Hl7Error.one(
+                E.UNKNOWN_KEY_IDENTIFIER,
+                f"the subsumed {old.ident.cx} is not known to the PIX Manager",
+                old.where.id,
+            )
+        if prior.merged_into is not None:
+            if prior.merged_into == new.ident.cx and survivor is not None:
+                return survivor.person_id  # the same merge, repeated
+            raise Hl7Error.one(
+                E.DUPLICATE_KEY_IDENTIFIER,
+                f"{old.ident.cx} was already merged into {prior.merged_into}",
+                old.where.id,
+            )
+        old_affinity = self.kind(old.ident.authority) is DomainKind.AFFINITY
+        if old_affinity and self.kind(new.ident.authority) is not DomainKind.AFFINITY:
+            raise Hl7Error.one(
+                E.UNKNOWN_KEY_IDENTIFIER,
+                f"the affinity-domain ID {old.ident.cx} can only be merged into another affinity-domain ID",
+                new.where.id,
+            )
+        demographics = json.dumps(demo.as_dict()) if demo.as_dict() else None
+        if survivor is None:
+            person_id = prior.person_id
+            self._insert(
+                conn,
+                [
+                    {
+                        "authority": new.ident.authority,
+                        "value": new.ident.value,
+                        "person_id": person_id,
+                        "merged_into": None,
+                        "demographics": demographics,
+                        "updated": now,
+                    }
+                ],
+            )
+            if self.kind(new.ident.authority) is DomainKind.AFFINITY:
+                self._register(conn, new.ident, new.where)
+        else:
+            person_id = survivor.person_id
+            if demographics is not None:
+                self._update_demographics(conn, [new.ident], demographics, now)
+        t = pix_identity
+        if prior.person_id != person_id:
+            held = self._affinity_ids(self.members(conn, person_id))
+            moving = [a for a in self._affinity_ids(self.members(conn, prior.person_id)) if a != old.ident]
+            conn.execute(
+                update(t).where(t.c.person_id == prior.person_id).values(person_id=person_id, updated=now)
+            )
+            if held:
+                for a in moving:  # the joined persons keep one affinity-domain ID: the survivor's
+                    self._retire(conn, a, held[0], now)
+        self._retire(conn, old.ident, new.ident, now, person_id=person_id)
+        return person_id
+
+    def _retire(
+        self, conn: Connection, old: Identifier, new: Identifier, now: str, person_id: int | None = None
+    ) -> None:
+        t = pix_identity
+        values: dict[str, object] = {"merged_into": new.cx, "updated": now}
+        if person_id is not None:
+            values["person_id"] = person_id
+        conn.execute(update(t).where(t.c.authority == old.authority, t.c.value == old.value).values(**values))
+        if self.kind(old.authority) is DomainKind.AFFINITY:
+            merge_patient(conn, old.cx, new.cx)
+
+    # -----------------------------------------------------------------------------------------
+    # Query
+    # -----------------------------------------------------------------------------------------
+
+    def query(self, conn: Connection, q: PixQuery, source: tuple[str, str] = ("", "")) -> PixAnswer:
+        """The identifiers cross-referenced with ``q.id`` (ITI-9 3.9.4.2.2.6, ITI-45 3.45.4.2.3)."""
+        problems: list[Hl7Problem] = []
+        ident: Identifier | None = None
+        try:
+            ident = self.resolve(q.id, source)
+        except Hl7Error as exc:
+            problems.extend(exc.problems)
+        wanted: list[str] = []
+        for d in q.domains:
+            try:
+                wanted.append(self.authority(d, source))
+            except Hl7Error as exc:
+                problems.extend(exc.problems)
+        if ident is not None and not problems:
+            row = self._load(conn, [ident]).get(ident)
+            if row is None or row.merged_into is not None:
+                problems.append(
+                    Hl7Problem(
+                        E.UNKNOWN_KEY_IDENTIFIER,
+                        f"{ident.cx} is not known to the PIX Manager"
+                        + (f" (merged into {row.merged_into})" if row is not None else ""),
+                        q.id.where.id,
+                    )
+                )
+        if problems:
+            raise Hl7Error(problems)
+        assert ident is not None and row is not None
+        found = [
+            m
+            for m in self.members(conn, row.person_id)
+            if m != ident and (not wanted or m.authority in wanted)
+        ]
+        return PixAnswer(QueryStatus.OK if found else QueryStatus.NF, tuple(found))

@@ -1,0 +1,515 @@
+"""SQL of the Document Registry: inserting a registered submission, status and folder updates,
+patient merges, and the small lookups the registration rules need (ITI TF-2 3.42.4.1.3).
+
+Every function takes a :class:`~sqlalchemy.Connection` already inside a transaction (for writes:
+:func:`xds_hub.storage.db.write_transaction`) and never commits.  A submission is written with one
+multi-row statement per table (registry_object, document_entry, submission_set, folder,
+association, object_code, object_author, object_reference_id), whatever its size.
+
+The JSON ``registry_object.body`` keeps the object as registered; ``status`` and folder
+``last_update_time`` change later only in the index columns, which win when an object is read back
+(see :mod:`xds_hub.storage.schema`).  A patient merge rewrites both the index columns and the body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import Connection, String, Table, and_, bindparam, or_, select, update
+
+from xds_hub.domain.metadata import (
+    Association,
+    Code,
+    DocumentEntry,
+    Folder,
+    RegistryObject,
+    SubmissionSet,
+)
+from xds_hub.domain.vocabulary import AssociationType, Status
+from xds_hub.errors import ErrorCode, Problem, XdsError
+from xds_hub.storage import codec
+from xds_hub.storage.schema import (
+    association,
+    document_entry,
+    folder,
+    object_author,
+    object_code,
+    object_reference_id,
+    patient,
+    registry_object,
+    submission_set,
+)
+
+T = TypeVar("T")
+
+#: Largest number of bound values put in one ``IN (...)`` list (SQLite's historic limit is 999).
+CHUNK: Final = 500
+
+
+def chunks(values: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
+    """``values`` in lists of at most ``size``."""
+    batch: list[T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Lookups
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """The index view of a registry object: what the registration rules look at."""
+
+    id: str
+    kind: str  # registry_object.kind: 'D', 'S', 'F' or 'A' (see storage.codec.KINDS)
+    lid: str
+    status: str
+    patient_id: str | None
+    unique_id: str | None
+    #: DocumentEntries only: objectType, hash and size.
+    object_type: str | None = None
+    hash: str | None = None
+    size: int | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.status == Status.APPROVED
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAssociation:
+    id: str
+    type: str
+    source_id: str
+    target_id: str
+    status: str
+
+
+def _stored_objects_query() -> Any:
+    ro, de = registry_object, document_entry
+    return select(
+        ro.c.id,
+        ro.c.kind,
+        ro.c.lid,
+        ro.c.status,
+        ro.c.patient_id,
+        ro.c.unique_id,
+        de.c.object_type,
+        de.c.hash,
+        de.c.size,
+    ).select_from(ro.outerjoin(de, de.c.id == ro.c.id))
+
+
+def _stored(row: Any) -> StoredObject:
+    return StoredObject(
+        id=row.id,
+        kind=row.kind,
+        lid=row.lid,
+        status=row.status,
+        patient_id=row.patient_id,
+        unique_id=row.unique_id,
+        object_type=row.object_type,
+        hash=row.hash,
+        size=row.size,
+    )
+
+
+def find_by_ids(conn: Connection, ids: Iterable[str]) -> dict[str, StoredObject]:
+    """The registry objects among ``ids`` (entryUUIDs), keyed by id; unknown ids are absent."""
+    found: dict[str, StoredObject] = {}
+    for batch in chunks(sorted(set(ids))):
+        for row in conn.execute(_stored_objects_query().where(registry_object.c.id.in_(batch))):
+            found[row.id] = _stored(row)
+    return found
+
+
+def find_by_unique_ids(conn: Connection, unique_ids: Iterable[str]) -> dict[str, list[StoredObject]]:
+    """Registry objects carrying one of ``unique_ids``, grouped by uniqueId (several after resubmissions)."""
+    found: dict[str, list[StoredObject]] = {}
+    for batch in chunks(sorted(set(unique_ids))):
+        query = _stored_objects_query().where(registry_object.c.unique_id.in_(batch))
+        for row in conn.execute(query.order_by(registry_object.c.seq)):
+            found.setdefault(row.unique_id, []).append(_stored(row))
+    return found
+
+
+def find_document_by_uuid(conn: Connection, entry_uuid: str) -> StoredObject | None:
+    """The DocumentEntry with this entryUUID, or None."""
+    obj = find_by_ids(conn, [entry_uuid]).get(entry_uuid)
+    return obj if obj is not None and obj.kind == "D" else None
+
+
+def find_documents_by_unique_id(conn: Connection, unique_id: str) -> list[StoredObject]:
+    """Every DocumentEntry registered with this uniqueId (more than one after resubmissions)."""
+    return [o for o in find_by_unique_ids(conn, [unique_id]).get(unique_id, []) if o.kind == "D"]
+
+
+def associations_of(
+    conn: Connection,
+    object_ids: Iterable[str],
+    *,
+    types: Iterable[str] | None = None,
+    as_source: bool = True,
+    as_target: bool = True,
+) -> list[StoredAssociation]:
+    """Associations whose source (``as_source``) or target (``as_target``) is one of ``object_ids``."""
+    a = association
+    wanted = list(types) if types is not None else None
+    result: list[StoredAssociation] = []
+    for batch in chunks(sorted(set(object_ids))):
+        ends = []
+        if as_source:
+            ends.append(a.c.source_id.in_(batch))
+        if as_target:
+            ends.append(a.c.target_id.in_(batch))
+        query = select(a.c.id, a.c.type, a.c.source_id, a.c.target_id, a.c.status).where(or_(*ends))
+        if wanted is not None:
+            query = query.where(a.c.type.in_(wanted))
+        result.extend(
+            StoredAssociation(r.id, r.type, r.source_id, r.target_id, r.status)
+            for r in conn.execute(query.order_by(a.c.id))
+        )
+    return result
+
+
+def approved_sources(
+    conn: Connection, target_ids: Iterable[str], types: Iterable[str]
+) -> list[tuple[str, str]]:
+    """(source, target) of Approved associations of ``types`` into ``target_ids`` whose source is Approved."""
+    a, ro = association, registry_object
+    wanted = list(types)
+    pairs: list[tuple[str, str]] = []
+    for batch in chunks(sorted(set(target_ids))):
+        query = (
+            select(a.c.source_id, a.c.target_id)
+            .select_from(a.join(ro, ro.c.id == a.c.source_id))
+            .where(
+                a.c.target_id.in_(batch),
+                a.c.type.in_(wanted),
+                a.c.status == Status.APPROVED.value,
+                ro.c.status == Status.APPROVED.value,
+            )
+            .order_by(a.c.source_id)
+        )
+        pairs.extend((r.source_id, r.target_id) for r in conn.execute(query))
+    return pairs
+
+
+def folders_containing(conn: Connection, document_ids: Iterable[str]) -> dict[str, list[str]]:
+    """document id -> the Approved Folders it is a member of (Approved HasMember), by entryUUID.
+
+    A membership recorded against an older version of a Folder (ITI-57 Metadata Update) counts for
+    the Folder's current Approved version, found through the logicalID.
+    """
+    a, ro = association, registry_object
+    member_of: dict[str, list[str]] = {}
+    for batch in chunks(sorted(set(document_ids))):
+        holder = ro.alias("holder")
+        current = ro.alias("current")
+        query = (
+            select(a.c.target_id, current.c.id)
+            .select_from(
+                a.join(holder, holder.c.id == a.c.source_id).join(
+                    current, and_(current.c.lid == holder.c.lid, current.c.kind == "F")
+                )
+            )
+            .where(
+                a.c.target_id.in_(batch),
+                a.c.type == AssociationType.HAS_MEMBER.value,
+                a.c.status == Status.APPROVED.value,
+                holder.c.kind == "F",
+                current.c.status == Status.APPROVED.value,
+            )
+            .distinct()
+            .order_by(a.c.target_id, current.c.id)
+        )
+        for row in conn.execute(query):
+            member_of.setdefault(row.target_id, []).append(row[1])
+    return member_of
+
+
+# ---------------------------------------------------------------------------------------------
+# Index rows of each object kind
+# ---------------------------------------------------------------------------------------------
+
+#: Coded attributes and the object_code.kind they are indexed under (the [codes] keys of config.CODE_KINDS).
+DOCUMENT_CODE_FIELDS: Final = (
+    ("class_code", "classCode"),
+    ("type_code", "typeCode"),
+    ("format_code", "formatCode"),
+    ("healthcare_facility_type_code", "healthcareFacilityTypeCode"),
+    ("practice_setting_code", "practiceSettingCode"),
+    ("confidentiality_codes", "confidentialityCode"),
+    ("event_codes", "eventCodeList"),
+)
+SUBMISSION_SET_CODE_FIELDS: Final = (("content_type_code", "contentTypeCode"),)
+FOLDER_CODE_FIELDS: Final = (("codes", "folderCodeList"),)
+
+
+def _code_rows(obj: Any, fields: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for attr, kind in fields:
+        value = getattr(obj, attr)
+        codes: tuple[Code, ...] = value if isinstance(value, tuple) else (value,) if value else ()
+        rows.extend(
+            {"object_id": obj.entry_uuid, "kind": kind, "code": c.code, "scheme": c.scheme} for c in codes
+        )
+    return rows
+
+
+def _author_rows(obj: DocumentEntry | SubmissionSet) -> list[dict[str, Any]]:
+    persons = dict.fromkeys(a.person for a in obj.authors if a.person)
+    return [{"object_id": obj.entry_uuid, "person": p} for p in persons]
+
+
+@dataclass
+class _Rows:
+    """The rows of one insert batch, per table."""
+
+    tables: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+
+    def add(self, table: Table, *rows: dict[str, Any]) -> None:
+        self.tables.setdefault(table.name, []).extend(rows)
+
+
+def _base_row(obj: RegistryObject, seq: int) -> dict[str, Any]:
+    return {
+        "id": obj.entry_uuid,
+        "kind": codec.KIND_OF[type(obj)],
+        "lid": getattr(obj, "logical_id", None) or obj.entry_uuid,
+        "version": int(getattr(obj, "version", "1") or 1),
+        "status": obj.status.value,
+        "patient_id": getattr(obj, "patient_id", None),
+        "unique_id": getattr(obj, "unique_id", None),
+        "body": codec.dumps(obj),
+        "seq": seq,
+    }
+
+
+def _document_rows(rows: _Rows, doc: DocumentEntry) -> None:
+    rows.add(
+        document_entry,
+        {
+            "id": doc.entry_uuid,
+            "patient_id": doc.patient_id,
+            "status": doc.status.value,
+            "object_type": doc.object_type.value,
+            "unique_id": doc.unique_id,
+            "creation_time": doc.creation_time,
+            "service_start_time": doc.service_start_time,
+            "service_stop_time": doc.service_stop_time,
+            "repository_unique_id": doc.repository_unique_id,
+            "hash": doc.hash.lower() if doc.hash else None,
+            "size": doc.size,
+            "mime_type": doc.mime_type,
+        },
+    )
+    rows.add(object_code, *_code_rows(doc, DOCUMENT_CODE_FIELDS))
+    rows.add(object_author, *_author_rows(doc))
+    rows.add(
+        object_reference_id,
+        *({"object_id": doc.entry_uuid, "value": v} for v in dict.fromkeys(doc.reference_ids)),
+    )
+
+
+def _submission_set_rows(rows: _Rows, ss: SubmissionSet) -> None:
+    rows.add(
+        submission_set,
+        {
+            "id": ss.entry_uuid,
+            "patient_id": ss.patient_id,
+            "status": ss.status.value,
+            "source_id": ss.source_id,
+            "submission_time": ss.submission_time,
+            "unique_id": ss.unique_id,
+        },
+    )
+    rows.add(object_code, *_code_rows(ss, SUBMISSION_SET_CODE_FIELDS))
+    rows.add(object_author, *_author_rows(ss))
+
+
+def _folder_rows(rows: _Rows, fol: Folder) -> None:
+    rows.add(
+        folder,
+        {
+            "id": fol.entry_uuid,
+            "patient_id": fol.patient_id,
+            "status": fol.status.value,
+            "last_update_time": fol.last_update_time,
+            "unique_id": fol.unique_id,
+        },
+    )
+    rows.add(object_code, *_code_rows(fol, FOLDER_CODE_FIELDS))
+
+
+def _association_rows(rows: _Rows, assoc: Association) -> None:
+    rows.add(
+        association,
+        {
+            "id": assoc.entry_uuid,
+            "type": assoc.association_type.value,
+            "source_id": assoc.source,
+            "target_id": assoc.target,
+            "status": assoc.status.value,
+        },
+    )
+
+
+_INDEXERS: Final[dict[type[Any], Callable[[_Rows, Any], None]]] = {
+    DocumentEntry: _document_rows,
+    SubmissionSet: _submission_set_rows,
+    Folder: _folder_rows,
+    Association: _association_rows,
+}
+
+#: Tables in insert order.
+_TABLES: Final = (
+    registry_object,
+    document_entry,
+    submission_set,
+    folder,
+    association,
+    object_code,
+    object_author,
+    object_reference_id,
+)
+
+
+def _length_problems(rows: _Rows) -> list[Problem]:
+    """Values longer than their column (PostgreSQL would refuse them; SQLite would not): metadata errors."""
+    problems: list[Problem] = []
+    for table in _TABLES:
+        limits = {
+            c.name: c.type.length
+            for c in table.columns
+            if isinstance(c.type, String) and c.type.length is not None
+        }
+        for row in rows.tables.get(table.name, ()):
+            for name, limit in limits.items():
+                value = row.get(name)
+                if isinstance(value, str) and len(value) > limit:
+                    problems.append(
+                        Problem(
+                            ErrorCode.REGISTRY_METADATA_ERROR,
+                            f"{table.name}.{name} of {row.get('id') or row.get('object_id')} is "
+                            f"{len(value)} characters long; the registry stores at most {limit}",
+                            str(row.get("id") or row.get("object_id") or ""),
+                        )
+                    )
+    return problems
+
+
+def insert_objects(conn: Connection, objects: Sequence[RegistryObject], seq: int) -> None:
+    """Insert ``objects`` (complete, registry-assigned attributes filled) with their index rows.
+
+    Raises XdsError (XDSRegistryMetadataError) before writing anything if a value does not fit
+    its column.
+    """
+    rows = _Rows()
+    for obj in objects:
+        rows.add(registry_object, _base_row(obj, seq))
+        _INDEXERS[type(obj)](rows, obj)
+    problems = _length_problems(rows)
+    if problems:
+        raise XdsError(problems)
+    for table in _TABLES:
+        batch = rows.tables.get(table.name)
+        if batch:
+            conn.execute(table.insert(), batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Updates
+# ---------------------------------------------------------------------------------------------
+
+
+def set_status(conn: Connection, ids: Iterable[str], status: Status) -> None:
+    """Set availabilityStatus of registry objects (index columns of every table that has one)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    for table in (registry_object, document_entry, submission_set, folder, association):
+        for batch in chunks(wanted):
+            conn.execute(update(table).where(table.c.id.in_(batch)).values(status=status.value))
+
+
+def touch_folders(conn: Connection, folder_ids: Iterable[str], last_update_time: str) -> None:
+    """Set Folder.lastUpdateTime (ITI TF-3 4.2.3.4.3) of existing folders."""
+    for batch in chunks(sorted(set(folder_ids))):
+        conn.execute(update(folder).where(folder.c.id.in_(batch)).values(last_update_time=last_update_time))
+
+
+#: registry_object.kind of the objects that carry a patientId (DocumentEntry, SubmissionSet, Folder).
+_PATIENT_KINDS: Final = ("D", "S", "F")
+
+
+def move_patient(conn: Connection, subsumed_pid: str, surviving_pid: str) -> int:
+    """Re-home every DocumentEntry, SubmissionSet and Folder of ``subsumed_pid`` to ``surviving_pid``.
+
+    Rewrites the index columns and the JSON body (``patient_id``); returns the number of objects moved.
+    """
+    ro = registry_object
+    rows = conn.execute(
+        select(ro.c.id, ro.c.kind, ro.c.body).where(
+            ro.c.patient_id == subsumed_pid, ro.c.kind.in_(_PATIENT_KINDS)
+        )
+    ).all()
+    if not rows:
+        return 0
+    bodies = []
+    for row in rows:
+        obj = codec.loads(codec.KINDS[row.kind], row.body)
+        moved = dataclasses.replace(obj, patient_id=surviving_pid)
+        bodies.append({"b_id": row.id, "b_body": codec.dumps(moved)})
+    conn.execute(
+        update(ro).where(ro.c.id == bindparam("b_id")).values(body=bindparam("b_body")),
+        bodies,
+    )
+    conn.execute(update(ro).where(ro.c.patient_id == subsumed_pid).values(patient_id=surviving_pid))
+    for table in (document_entry, submission_set, folder):
+        conn.execute(update(table).where(table.c.patient_id == subsumed_pid).values(patient_id=surviving_pid))
+    return len(rows)
+
+
+def mark_merged(conn: Connection, subsumed_pid: str, surviving_pid: str, created: str) -> None:
+    """Record in the patient table that ``subsumed_pid`` now lives on as ``surviving_pid``.
+
+    IDs merged earlier into ``subsumed_pid`` are pointed at ``surviving_pid`` too, so ``merged_into``
+    always names a live ID.  Either ID is added to the table if it was not there.
+    """
+    p = patient
+    known = set(
+        conn.execute(
+            select(p.c.patient_id).where(p.c.patient_id.in_([subsumed_pid, surviving_pid]))
+        ).scalars()
+    )
+    missing = [
+        {"patient_id": pid, "created": created, "merged_into": None}
+        for pid in (subsumed_pid, surviving_pid)
+        if pid not in known
+    ]
+    if missing:
+        conn.execute(p.insert(), missing)
+    conn.execute(update(p).where(p.c.merged_into == subsumed_pid).values(merged_into=surviving_pid))
+    conn.execute(update(p).where(p.c.patient_id == subsumed_pid).values(merged_into=surviving_pid))
+
+
+def live_patient_id(conn: Connection, pid: str) -> str:
+    """``pid`` itself, or the ID it was (transitively) merged into."""
+    seen = {pid}
+    while True:
+        row = conn.execute(select(patient.c.merged_into).where(patient.c.patient_id == pid)).first()
+        if row is None or row.merged_into is None or row.merged_into in seen:
+            return pid
+        pid = row.merged_into
+        seen.add(pid)

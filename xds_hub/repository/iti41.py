@@ -1,0 +1,380 @@
+"""ITI-41 Provide and Register Document Set-b, Document Repository side (ITI TF-2 3.41.4.1.3).
+
+Each xdsb:Document is matched to its DocumentEntry by id (an entry without a document is
+XDSMissingDocument, a document without an entry XDSMissingDocumentMetadata).  MTOM parts are
+already in the blob store when the handler runs; inline base64 documents are decoded into it
+chunk by chunk.  The blob store computes the SHA-1 and size while the octets stream in; a hash or
+size supplied by the Document Source that disagrees is XDSRepositoryMetadataError
+(3.41.4.1.3.2).  The repository then sets repositoryUniqueId, hash and size on every entry and
+registers the submission (the ITI-42 of 3.41.4.1.3.2, done in process) in the same database
+transaction that records its documents, so either everything is stored or nothing is.  On any
+failure the blobs this request wrote are deleted unless another document already holds the same
+content.
+
+:func:`provide_and_register` is the same path for callers inside the hub that already stored the
+document (the Imaging Document Source's RAD-68 KOS publication).
+"""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from lxml import etree
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from xds_hub import ns
+from xds_hub.domain.metadata import DocumentEntry, Submission
+from xds_hub.domain.validate import validate_submission
+from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
+from xds_hub.ebxml import wire
+from xds_hub.ebxml.parse import parse_provide_and_register
+from xds_hub.ebxml.render import render_registry_response
+from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, SoapFault, XdsError
+from xds_hub.log import get_logger
+from xds_hub.registry.register import RegistrationResult, register_submission
+from xds_hub.repository.store import StoredDocument, find_documents, insert_documents
+from xds_hub.repository.sweep import discard_blobs, missing_blobs
+from xds_hub.soap.types import SoapRequest, SoapResponse
+from xds_hub.storage.db import write_transaction
+from xds_hub.storage.ports import BlobInfo, BlobWriter
+
+if TYPE_CHECKING:
+    from xds_hub.config import Settings
+    from xds_hub.storage.stores import Stores
+
+log = get_logger("xds_hub.repository.iti41")
+
+#: Base64 characters decoded per step of an inline document (a multiple of 4).
+_B64_CHUNK = 4 * 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Inline documents
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_base64_into(text: str, writer: BlobWriter, chunk: int = _B64_CHUNK) -> None:
+    """Decode base64 ``text`` (whitespace allowed anywhere) into ``writer`` a chunk at a time.
+
+    Raises ParseError for text that is not base64; never builds the decoded document whole.
+    """
+    carry = ""
+    for start in range(0, len(text), chunk):
+        piece = carry + "".join(text[start : start + chunk].split())
+        cut = len(piece) - len(piece) % 4
+        if cut:
+            try:
+                writer.write(binascii.a2b_base64(piece[:cut], strict_mode=True))
+            except (binascii.Error, ValueError) as exc:
+                raise ParseError(f"not valid base64: {exc}") from None
+        carry = piece[cut:]
+    if carry:
+        raise ParseError("not valid base64: length is not a multiple of 4")
+
+
+def _inline_elements(body: etree._Element) -> dict[str, etree._Element]:
+    return {
+        doc.get("id") or "": doc
+        for doc in body.iterchildren(ns.qn(ns.XDSB, "Document"))
+        if doc.find(ns.qn(ns.XOP, "Include")) is None
+    }
+
+
+def _store_inline(stores: Stores, elem: etree._Element, doc_id: str, written: list[str]) -> BlobInfo:
+    writer = stores.blobs.writer()
+    try:
+        decode_base64_into(elem.text or "", writer)
+        info = writer.finish()
+    except ParseError as exc:
+        writer.abort()
+        raise XdsError.one(ErrorCode.REPOSITORY_ERROR, f"xdsb:Document {doc_id}: {exc}", doc_id) from None
+    except BaseException:
+        writer.abort()
+        raise
+    written.append(info.key)
+    elem.text = None  # the base64 text is no longer needed; let it go before the commit
+    return info
+
+
+def _gather_contents(
+    request: SoapRequest, submission: Submission, stores: Stores, written: list[str]
+) -> tuple[dict[str, BlobInfo], list[Problem]]:
+    """DocumentEntry id -> stored content for the xdsb:Documents of the request, and the problems met.
+
+    Only documents that have a DocumentEntry are read (the others are reported by
+    :func:`attach_contents`).  A document whose xop:Include names no MIME part of the message is
+    XDSMissingDocument; inline content that is not base64 is XDSRepositoryError.
+    """
+    entry_ids = {d.entry_uuid for d in submission.documents}
+    inline = _inline_elements(request.body)
+    contents: dict[str, BlobInfo] = {}
+    problems: list[Problem] = []
+    for doc_id, ref in submission.document_refs.items():
+        if doc_id not in entry_ids:
+            continue
+        if ref.startswith(wire.INLINE_REF_PREFIX):
+            elem = inline.get(doc_id)
+            if elem is not None:
+                try:
+                    contents[doc_id] = _store_inline(stores, elem, doc_id, written)
+                except XdsError as exc:
+                    problems.extend(exc.problems)
+            continue
+        attachment = request.attachments.get(ref)
+        if attachment is None:
+            problems.append(
+                Problem(
+                    ErrorCode.MISSING_DOCUMENT,
+                    f"xdsb:Document {doc_id} refers to MIME part cid:{ref}, which is not in the message",
+                    doc_id,
+                )
+            )
+            continue
+        contents[doc_id] = attachment.blob
+    return contents, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# The repository's part of the metadata (3.41.4.1.3.2)
+# ---------------------------------------------------------------------------------------------
+
+
+def attach_contents(
+    submission: Submission,
+    contents: Mapping[str, BlobInfo],
+    repository_unique_id: str,
+    problems: Iterable[Problem] = (),
+) -> Submission:
+    """Match contents to DocumentEntries and set repositoryUniqueId, hash and size on each.
+
+    ``contents`` maps DocumentEntry ids to stored blobs; ``submission.document_refs`` (when set)
+    names every xdsb:Document of the message.  Raises XdsError with every problem found (plus
+    ``problems`` already met): XDSMissingDocument, XDSMissingDocumentMetadata,
+    XDSRepositoryMetadataError (supplied hash/size differ from the content),
+    XDSRepositoryDuplicateUniqueIdInMessage.
+    """
+    found = list(problems)
+    reported = {p.location for p in found}
+    entry_ids = {d.entry_uuid for d in submission.documents}
+    for doc_id in dict.fromkeys([*submission.document_refs, *contents]):
+        if doc_id not in entry_ids:
+            found.append(
+                Problem(
+                    ErrorCode.MISSING_DOCUMENT_METADATA,
+                    f"xdsb:Document {doc_id} has no DocumentEntry (ExtrinsicObject) in the metadata",
+                    doc_id,
+                )
+            )
+    seen_unique: set[str] = set()
+    documents: list[DocumentEntry] = []
+    for entry in submission.documents:
+        if entry.unique_id in seen_unique:
+            found.append(
+                Problem(
+                    ErrorCode.REPOSITORY_DUPLICATE_UNIQUE_ID_IN_MESSAGE,
+                    f"DocumentEntry uniqueId {entry.unique_id} is used by more than one document",
+                    entry.entry_uuid,
+                )
+            )
+        seen_unique.add(entry.unique_id)
+        info = contents.get(entry.entry_uuid)
+        if info is None:
+            if entry.entry_uuid not in reported:
+                found.append(
+                    Problem(
+                        ErrorCode.MISSING_DOCUMENT,
+                        f"DocumentEntry {entry.entry_uuid} (uniqueId {entry.unique_id}) has no xdsb:Document",
+                        entry.entry_uuid,
+                    )
+                )
+            documents.append(entry)
+            continue
+        if entry.hash is not None and entry.hash.lower() != info.sha1:
+            found.append(
+                Problem(
+                    ErrorCode.REPOSITORY_METADATA_ERROR,
+                    f"DocumentEntry {entry.entry_uuid}: hash {entry.hash} was supplied but the document's "
+                    f"SHA-1 is {info.sha1}",
+                    entry.entry_uuid,
+                )
+            )
+        if entry.size is not None and entry.size != info.size:
+            found.append(
+                Problem(
+                    ErrorCode.REPOSITORY_METADATA_ERROR,
+                    f"DocumentEntry {entry.entry_uuid}: size {entry.size} was supplied but the document "
+                    f"has {info.size} bytes",
+                    entry.entry_uuid,
+                )
+            )
+        documents.append(
+            dataclasses.replace(
+                entry, hash=info.sha1, size=info.size, repository_unique_id=repository_unique_id
+            )
+        )
+    if found:
+        raise XdsError(found)
+    refs = {d: submission.document_refs.get(d, "blob:" + info.key) for d, info in contents.items()}
+    return dataclasses.replace(submission, documents=tuple(documents), document_refs=refs)
+
+
+def _record_documents(
+    conn: Connection,
+    stores: Stores,
+    registered: Submission,
+    by_unique_id: Mapping[str, BlobInfo],
+    repo_id: str,
+) -> list[StoredDocument]:
+    rows = [
+        StoredDocument(
+            unique_id=entry.unique_id,
+            repository_unique_id=repo_id,
+            blob_key=by_unique_id[entry.unique_id].key,
+            hash=by_unique_id[entry.unique_id].sha1,
+            size=by_unique_id[entry.unique_id].size,
+            mime_type=entry.mime_type,
+        )
+        for entry in registered.documents
+        if entry.unique_id in by_unique_id
+    ]
+    existing = find_documents(conn, (r.unique_id for r in rows))
+    problems: list[Problem] = []
+    new_rows: list[StoredDocument] = []
+    for row in rows:
+        held = existing.get(row.unique_id)
+        if held is None:
+            new_rows.append(row)
+        elif held.hash != row.hash or held.size != row.size:
+            # The registry reports this first when it holds the entry; this covers a registry
+            # entry removed (ITI-62) while the repository kept the document.
+            code = ErrorCode.NON_IDENTICAL_HASH if held.hash != row.hash else ErrorCode.NON_IDENTICAL_SIZE
+            problems.append(
+                Problem(
+                    code,
+                    f"the repository already holds a different document with uniqueId {row.unique_id}",
+                    row.unique_id,
+                )
+            )
+        # else: the same document submitted again (ITI TF-3 4.2.4.1, XDSNonIdenticalHash): the
+        # registry records a further DocumentEntry; the repository already holds the octets.
+    if problems:
+        raise XdsError(problems)
+    if missing_blobs(stores, (r.blob_key for r in new_rows)):
+        raise XdsError.one(
+            ErrorCode.REPOSITORY_ERROR,
+            "a document's content was removed while the submission was being stored; please resubmit",
+        )
+    insert_documents(conn, new_rows)
+    return rows
+
+
+def provide_and_register(
+    stores: Stores,
+    settings: Settings,
+    submission: Submission,
+    contents: Mapping[str, BlobInfo],
+    *,
+    problems: Iterable[Problem] = (),
+    discard_on_failure: Iterable[str] | None = None,
+) -> RegistrationResult:
+    """Store and register ``submission`` whose documents' contents are already blobs.
+
+    ``contents`` maps each DocumentEntry id (as in ``submission``) to its stored blob;
+    ``problems`` are those the caller already met reading the documents.  Returns what the
+    registry registered (the submission with its UUIDs, any warnings).  Raises XdsError when
+    anything is wrong (then nothing is stored or registered) after deleting the blobs of
+    ``discard_on_failure`` (default: those of ``contents``) that nothing references.
+    """
+    discard = (
+        list(discard_on_failure) if discard_on_failure is not None else [b.key for b in contents.values()]
+    )
+    repo_id = settings.domain.repository_unique_id
+    try:
+        attached = attach_contents(submission, contents, repo_id, problems)
+        by_unique_id = {
+            entry.unique_id: contents[entry.entry_uuid]
+            for entry in attached.documents
+            if entry.entry_uuid in contents
+        }
+        validated = validate_submission(attached, settings.domain, for_repository=True)
+        with write_transaction(stores.engine) as conn:
+            result = register_submission(conn, validated, settings)
+            _record_documents(conn, stores, result.submission, by_unique_id, repo_id)
+        return result
+    except XdsError:
+        _discard_quietly(stores, discard)
+        raise
+    except IntegrityError as exc:
+        log.warning("ITI-41 lost a race on a uniqueId", extra={"error": str(exc.orig)})
+        _discard_quietly(stores, discard)
+        raise XdsError.one(
+            ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY,
+            "a uniqueId of this submission was registered concurrently",
+        ) from None
+    except SQLAlchemyError:
+        log.exception("ITI-41 database failure")
+        _discard_quietly(stores, discard)
+        raise XdsError.one(
+            ErrorCode.REPOSITORY_ERROR, "the repository could not store the submission"
+        ) from None
+
+
+def _discard_quietly(stores: Stores, keys: Iterable[str]) -> None:
+    try:
+        discard_blobs(stores, keys)
+    except Exception:  # the sweep will collect them later
+        log.exception("could not discard the blobs of a failed submission")
+
+
+# ---------------------------------------------------------------------------------------------
+# The SOAP handler
+# ---------------------------------------------------------------------------------------------
+
+
+def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
+    failed = any(p.severity is Severity.ERROR for p in problems)
+    status = ResponseStatus.FAILURE if failed else ResponseStatus.SUCCESS
+    return SoapResponse(action=SoapAction.ITI41_RESPONSE, body=render_registry_response(status, problems))
+
+
+def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
+    """ITI-41: store the documents and register their metadata; answer rs:RegistryResponse."""
+    attachment_keys = [a.blob.key for a in request.attachments.values()]
+    written: list[str] = []
+    delegated = False  # provide_and_register discards the blobs itself when it fails
+    try:
+        try:
+            submission = parse_provide_and_register(request.body)
+        except ParseError as exc:
+            raise SoapFault(FaultCode.SENDER, f"not a ProvideAndRegisterDocumentSetRequest: {exc}") from None
+        contents, problems = _gather_contents(request, submission, stores, written)
+        delegated = True
+        result = provide_and_register(
+            stores,
+            settings,
+            submission,
+            contents,
+            problems=problems,
+            discard_on_failure=[*written, *attachment_keys],
+        )
+    except XdsError as exc:
+        if not delegated:
+            _discard_quietly(stores, [*written, *attachment_keys])
+        log.info("ITI-41 rejected", extra={"codes": sorted({p.code.value for p in exc.problems})})
+        return _response(exc.problems)
+    except SoapFault:
+        _discard_quietly(stores, [*written, *attachment_keys])
+        raise
+    except Exception:
+        log.exception("ITI-41 failed unexpectedly")
+        _discard_quietly(stores, [*written, *attachment_keys])
+        return _response((Problem(ErrorCode.REPOSITORY_ERROR, "internal error of the Document Repository"),))
+    used = {b.key for b in contents.values()}
+    unused = [k for k in attachment_keys if k not in used]
+    if unused:
+        _discard_quietly(stores, unused)
+    return _response(result.warnings)
