@@ -137,7 +137,8 @@ NULL_APP = textwrap.dedent(
     )
     BODY = (
         b"--" + BOUNDARY.encode() + b"\\r\\nContent-Type: application/xop+xml; charset=UTF-8; "
-        b'type="application/soap+xml"\\r\\nContent-Transfer-Encoding: binary\\r\\nContent-ID: <0@null>\\r\\n\\r\\n'
+        b'type="application/soap+xml"\\r\\nContent-Transfer-Encoding: binary\\r\\n'
+        b"Content-ID: <0@null>\\r\\n\\r\\n"
         + ROOT + b"\\r\\n--" + BOUNDARY.encode() + b"--\\r\\n"
     )
     CT = (f'multipart/related; boundary={BOUNDARY}; type="application/xop+xml"; start="<0@null>"; '
@@ -356,8 +357,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         runs = [throughput(hub, null, pid, args.count, args.threads) for _ in range(args.runs)]
         for r in runs:
             print(
-                f"  {backend}: hub {r.hub_rate:.0f}/s, null {r.null_rate:.0f}/s, ratio {r.hub_rate / r.null_rate:.2f}, "
-                f"CPU/1000 hub {r.hub_cpu_per_1000:.2f}s null {r.null_cpu_per_1000:.2f}s, failures {r.failures}",
+                f"  {backend}: hub {r.hub_rate:.0f}/s, null {r.null_rate:.0f}/s, "
+                f"ratio {r.hub_rate / r.null_rate:.2f}, "
+                f"CPU/1000 hub {r.hub_cpu_per_1000:.2f}s null {r.null_cpu_per_1000:.2f}s, "
+                f"failures {r.failures}",
                 flush=True,
             )
         big = big_document(hub, pid, args.big_mb, folder)
@@ -410,7 +413,8 @@ def main() -> int:
     ]
     for r in results:
         lines.append(
-            f"| {r['backend']} | {r['hub_rate']:.0f} | {r['null_rate']:.0f} | {r['ratio']:.2f}x | {r['hub_cpu']:.2f} "
+            f"| {r['backend']} | {r['hub_rate']:.0f} | {r['null_rate']:.0f} | {r['ratio']:.2f}x "
+            f"| {r['hub_cpu']:.2f} "
             f"| {r['null_cpu']:.2f} | {r['failures']} | {r['big_s']:.2f} s ({r['big_mbs']:.0f} MB/s) "
             f"| {float(str(r['big_rss'])) / 1e6:.1f} MB |"
         )

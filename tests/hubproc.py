@@ -170,7 +170,7 @@ class Hub:
                 probe = requests.get(self.url("/healthz"), timeout=2, **self.requests_tls())  # type: ignore[arg-type]
                 if probe.status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # workers still booting
                 pass
             time.sleep(0.1)
         self.stop()

@@ -87,7 +87,10 @@ def make_instance(
     ds.WindowWidth = 2000
     rng = np.random.default_rng(seed)
     ds.PixelData = rng.integers(0, 4000, (size, size), dtype=np.uint16).tobytes()
-    return ds
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    buf.seek(0)
+    return dcmread(buf)  # as read from a file: its encoding is known to pynetdicom
 
 
 @dataclass
@@ -257,3 +260,46 @@ def running_actor(settings: Settings, stores: Stores) -> Iterator[DicomActor]:
         yield actor
     finally:
         actor.stop()
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart/related body: (lower-cased headers, content)."""
+    boundary = next(
+        p.split("=", 1)[1].strip().strip('"')
+        for p in content_type.split(";")
+        if p.strip().startswith("boundary=")
+    ).encode()
+    parts = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, content = chunk.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("ascii").strip().split("\r\n"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        parts.append((headers, content[:-2] if content.endswith(b"\r\n") else content))
+    return parts
+
+
+def ingest(
+    stores: Stores, settings: Settings, datasets: Iterable[Dataset], calling_ae: str = "HOPA_CT"
+) -> None:
+    """Keep data sets as the C-STORE SCP would (no network)."""
+    from pynetdicom.dsutils import encode
+
+    from xds_hub.imaging.ingest import Ingest
+
+    ingest_ = Ingest(stores, settings)
+    for ds in datasets:
+        ts = ds.file_meta.TransferSyntaxUID
+        data = encode(ds, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+        assert data is not None
+        outcome = ingest_.store(
+            calling_ae=calling_ae,
+            sop_class_uid=ds.SOPClassUID,
+            sop_instance_uid=ds.SOPInstanceUID,
+            transfer_syntax=ts,
+            dataset=data,
+        )
+        assert outcome.status == 0, outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,9 @@ def _chunks(data: bytes, sizes: list[int]) -> list[bytes]:
     return out
 
 
-def _roundtrip(body: MultipartBody, sizes: list[int], action: str = "urn:a") -> tuple[bytes, dict[str, bytes]]:
+def _roundtrip(
+    body: MultipartBody, sizes: list[int], action: str = "urn:a"
+) -> tuple[bytes, dict[str, bytes]]:
     wire = body.read()
     assert len(wire) == len(body)
     received: dict[str, MemorySink] = {}
@@ -64,17 +67,17 @@ def test_client_mtom_body_roundtrips_through_the_streaming_parser(
 @given(data=st.binary(max_size=600), boundary=st.sampled_from(["b", "MIMEBoundary_x", "=_a'b"]))
 def test_client_mtom_parser_raises_only_multipart_error(data: bytes, boundary: str) -> None:
     header = f'multipart/related; boundary="{boundary}"; type="application/xop+xml"'
-    try:
+    with contextlib.suppress(MultipartError):
         parse_stream([data], header, lambda _p: MemorySink())
-    except MultipartError:
-        pass
 
 
 def test_client_mtom_streams_files_and_reports_progress(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(range(256)) * 20_000)  # 5 MB
     seen: list[int] = []
-    body = MultipartBody(b"<root/>", [OutgoingPart("big@t", "application/pdf", path=big)], on_progress=seen.append)
+    body = MultipartBody(
+        b"<root/>", [OutgoingPart("big@t", "application/pdf", path=big)], on_progress=seen.append
+    )
     pieces = []
     while block := body.read(16384):
         pieces.append(block)
@@ -96,7 +99,7 @@ def test_client_mtom_parser_accepts_bare_lf_and_trailing_blanks() -> None:
     """Axis2 captures (NIST toolkit) use LF line ends and blanks after header values."""
     wire = (
         b"--MIMEBoundaryX \n"
-        b"Content-Type: application/xop+xml; type=\"application/soap+xml\" \n"
+        b'Content-Type: application/xop+xml; type="application/soap+xml" \n'
         b"Content-ID: <0.root@apache.org> \n\n"
         b"<Envelope/>\n"
         b"--MIMEBoundaryX \n"

@@ -4,6 +4,7 @@ against the official ebRS 3.0 query.xsd (ITI TF-2 3.18.4.1.2 / 3.18.4.1.3).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tests.iti18_data import (
     APPROVED,
     HOME,
     SETTINGS,
+    assoc,
     doc,
     folder,
     has_member,
@@ -28,13 +30,16 @@ from tests.iti18_data import (
 )
 from tests.oracle import SAMPLES, assert_valid, sample_paths
 from xds_hub import ns
-from xds_hub.domain.metadata import DocumentEntry, Folder
-from xds_hub.domain.vocabulary import ResponseStatus, SoapAction, StoredQuery
+from xds_hub.domain.metadata import DocumentEntry, Folder, Slot
+from xds_hub.domain.vocabulary import AssociationType, ResponseStatus, SoapAction, StoredQuery
 from xds_hub.ebxml.parse import parse_registry_object_list
 from xds_hub.errors import SoapFault
 from xds_hub.registry import iti18
+from xds_hub.registry.read import load_objects
 from xds_hub.soap.routes import handler_for
 from xds_hub.soap.types import SoapRequest
+from xds_hub.storage import codec
+from xds_hub.storage.db import read_transaction
 from xds_hub.storage.stores import Stores
 
 RS_ERROR = f"{ns.qn(ns.RS, 'RegistryErrorList')}/{ns.qn(ns.RS, 'RegistryError')}"
@@ -173,3 +178,23 @@ def test_iti18_database_failure_is_registry_error(db_backend: str, tmp_path: Pat
         resp = call(own, request_xml(StoredQuery.FIND_DOCUMENTS, slots))
     assert resp.get("status") == ResponseStatus.FAILURE
     assert errors(resp) in (["XDSRegistryError"], ["XDSRegistryBusy"])
+
+
+def test_iti18_objects_read_back_equal_what_was_registered(stores: Stores) -> None:
+    """The fast decoder of xds_hub.registry.read gives exactly what storage.codec.loads gives."""
+    pid = new_pid()
+    d1 = doc(pid, reference_ids=("R^^^&1.2&ISO^urn:ihe:iti:xds:2013:order",), comments='é ü 漢字 "q"')
+    ss, fol = submission_set(pid), folder(pid, last_update_time="20200101")
+    rplc = assoc(
+        AssociationType.RPLC, d1.entry_uuid, doc(pid).entry_uuid, extra_slots=(Slot("x", ("1", "2")),)
+    )
+    objects = [ss, d1, fol, rplc]
+    insert(stores, objects)
+    with read_transaction(stores.engine) as conn:
+        loaded = load_objects(conn, [o.entry_uuid for o in objects])
+        assert loaded == objects
+        assert load_objects(conn, [rplc.entry_uuid, "urn:uuid:none", d1.entry_uuid]) == [rplc, d1]
+        with_home = load_objects(conn, [d1.entry_uuid], home_community_id=HOME)
+    assert with_home == [dataclasses.replace(d1, home_community_id=HOME)]
+    for obj in objects:
+        assert codec.loads(type(obj), codec.dumps(obj)) == obj

@@ -59,7 +59,9 @@ def _registered_entry(stores: Stores, unique_id: str) -> DocumentEntry:
 
 
 @pytest.mark.parametrize("mtom", [False, True], ids=["inline", "mtom"])
-def test_iti41_stores_and_registers_documents(stores: Stores, settings: Settings, pid: str, mtom: bool) -> None:
+def test_iti41_stores_and_registers_documents(
+    stores: Stores, settings: Settings, pid: str, mtom: bool
+) -> None:
     docs = [b"first document", b"second \x00\xff binary", b""]
     sub, contents = submission_for(pid, docs, include_hash=False)
     request = mtom_request(stores, sub, contents) if mtom else inline_request(sub, contents)
@@ -99,7 +101,9 @@ def test_iti41_rejects_entry_without_document(stores: Stores, settings: Settings
     sub, contents = submission_for(pid, [b"a", b"b"])
     first = next(iter(contents))
     del contents[first]
-    codes = _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.MISSING_DOCUMENT)
+    codes = _assert_rejected(
+        stores, settings, mtom_request(stores, sub, contents), ErrorCode.MISSING_DOCUMENT
+    )
     assert codes == [ErrorCode.MISSING_DOCUMENT.value]
 
 
@@ -131,7 +135,9 @@ def test_iti41_rejects_hash_mismatch(stores: Stores, settings: Settings, pid: st
 def test_iti41_rejects_size_mismatch(stores: Stores, settings: Settings, pid: str) -> None:
     sub, contents = submission_for(pid, [b"the document"])
     sub = with_entry(sub, size=5)
-    codes = _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.REPOSITORY_METADATA_ERROR)
+    codes = _assert_rejected(
+        stores, settings, mtom_request(stores, sub, contents), ErrorCode.REPOSITORY_METADATA_ERROR
+    )
     assert codes == [ErrorCode.REPOSITORY_METADATA_ERROR.value]
 
 
@@ -144,7 +150,9 @@ def test_iti41_accepts_upper_case_supplied_hash(stores: Stores, settings: Settin
 
 def test_iti41_rejects_unknown_patient_and_keeps_nothing(stores: Stores, settings: Settings) -> None:
     sub, contents = submission_for(new_pid(), [b"x" * 1000, b"y"])
-    codes = _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.UNKNOWN_PATIENT_ID)
+    codes = _assert_rejected(
+        stores, settings, mtom_request(stores, sub, contents), ErrorCode.UNKNOWN_PATIENT_ID
+    )
     assert set(codes) == {ErrorCode.UNKNOWN_PATIENT_ID.value}
 
 
@@ -169,7 +177,10 @@ def test_iti41_rejects_duplicate_unique_id_in_message(stores: Stores, settings: 
     sub, contents = submission_for(pid, [b"a", b"b"])
     sub = with_entry(sub, 1, unique_id=sub.documents[0].unique_id)
     codes = _assert_rejected(
-        stores, settings, mtom_request(stores, sub, contents), ErrorCode.REPOSITORY_DUPLICATE_UNIQUE_ID_IN_MESSAGE
+        stores,
+        settings,
+        mtom_request(stores, sub, contents),
+        ErrorCode.REPOSITORY_DUPLICATE_UNIQUE_ID_IN_MESSAGE,
     )
     assert codes == [ErrorCode.REPOSITORY_DUPLICATE_UNIQUE_ID_IN_MESSAGE.value]
 
@@ -178,7 +189,9 @@ def test_iti41_failure_keeps_blob_shared_with_a_stored_document(
     stores: Stores, settings: Settings, pid: str
 ) -> None:
     sub, contents = submission_for(pid, [b"shared content"])
-    assert status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    assert (
+        status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    )
     # Same octets, unknown patient: the request fails, the first document's blob must survive.
     other, other_contents = submission_for(new_pid(), [b"shared content"])
     resp = iti41.handle(mtom_request(stores, other, other_contents), stores, settings)
@@ -189,10 +202,14 @@ def test_iti41_failure_keeps_blob_shared_with_a_stored_document(
         assert f.read() == b"shared content"
 
 
-def test_iti41_resubmission_of_same_document_is_accepted(stores: Stores, settings: Settings, pid: str) -> None:
+def test_iti41_resubmission_of_same_document_is_accepted(
+    stores: Stores, settings: Settings, pid: str
+) -> None:
     """NIST 12004: the same uniqueId with the same hash and size is a further DocumentEntry."""
     sub, contents = submission_for(pid, [b"same octets"])
-    assert status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    assert (
+        status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    )
     again, again_contents = submission_for(pid, [b"same octets"])
     again = with_entry(again, unique_id=sub.documents[0].unique_id)
     resp = iti41.handle(inline_request(again, again_contents), stores, settings)
@@ -200,24 +217,34 @@ def test_iti41_resubmission_of_same_document_is_accepted(stores: Stores, setting
     assert counts(stores.engine, stores.blobs).documents == 1
 
 
-def test_iti41_rejects_same_unique_id_with_other_content(stores: Stores, settings: Settings, pid: str) -> None:
+def test_iti41_rejects_same_unique_id_with_other_content(
+    stores: Stores, settings: Settings, pid: str
+) -> None:
     sub, contents = submission_for(pid, [b"original"])
-    assert status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    assert (
+        status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)[0] == "Success"
+    )
     again, again_contents = submission_for(pid, [b"changed!"])
     again = with_entry(again, unique_id=sub.documents[0].unique_id)
-    codes = _assert_rejected(stores, settings, mtom_request(stores, again, again_contents), ErrorCode.NON_IDENTICAL_HASH)
+    codes = _assert_rejected(
+        stores, settings, mtom_request(stores, again, again_contents), ErrorCode.NON_IDENTICAL_HASH
+    )
     assert codes == [ErrorCode.NON_IDENTICAL_HASH.value]
 
 
-def test_iti41_metadata_error_is_reported_and_nothing_stored(stores: Stores, settings: Settings, pid: str) -> None:
+def test_iti41_metadata_error_is_reported_and_nothing_stored(
+    stores: Stores, settings: Settings, pid: str
+) -> None:
     sub, contents = submission_for(pid, [b"doc"])
     sub = with_entry(sub, creation_time="not-a-time")
     _assert_rejected(stores, settings, mtom_request(stores, sub, contents), ErrorCode.REGISTRY_METADATA_ERROR)
 
 
-def test_rad68_provide_and_register_reuses_the_iti41_path(stores: Stores, settings: Settings, pid: str) -> None:
+def test_rad68_provide_and_register_reuses_the_iti41_path(
+    stores: Stores, settings: Settings, pid: str
+) -> None:
     """The imaging publisher calls provide_and_register with a blob it stored itself."""
-    sub, contents = submission_for(pid, [b"DICM kos bytes"], mime_type="application/dicom")
+    sub, _ = submission_for(pid, [b"DICM kos bytes"], mime_type="application/dicom")
     writer = stores.blobs.writer()
     writer.write(b"DICM kos bytes")
     info = writer.finish()

@@ -249,7 +249,8 @@ def test_soap_live_zeep_reaches_every_operation(hub: Hub, path: str) -> None:
                 if not _served(path, action):
                     assert [etree.QName(c).localname for c in fault.subcodes or []] == ["ActionNotSupported"]
                 else:
-                    assert etree.QName(fault.code).localname in ("Sender", "Receiver"), fault
+                    # a handler may refuse the minimal request, or not exist yet (Receiver)
+                    assert str(fault.code).rpartition(":")[2] in ("Sender", "Receiver"), fault
             else:
                 assert _served(path, action) and result is not None
 
@@ -260,21 +261,27 @@ def test_soap_live_zeep_reaches_every_operation(hub: Hub, path: str) -> None:
 
 
 def test_soap_live_keep_alive_has_no_nagle_stall(hub: Hub) -> None:
+    """200 small SOAP requests on one keep-alive connection: a Nagle / delayed-ACK stall would cost
+    ~40 ms each (8 s in all); without it they take a few hundred milliseconds."""
     conn = http.client.HTTPConnection("127.0.0.1", hub.http_port, timeout=30)
     data = envelope("urn:nobody:knows")
+    took: list[float] = []
     try:
         conn.request("POST", "/xds/registry", body=data, headers={"Content-Type": SOAP})
         conn.getresponse().read()
-        start = time.perf_counter()
         for _ in range(200):
+            start = time.perf_counter()
             conn.request("POST", "/xds/registry", body=data, headers={"Content-Type": SOAP})
             response = conn.getresponse()
             response.read()
+            took.append(time.perf_counter() - start)
             assert response.status == 400 and response.getheader("Connection", "keep-alive") != "close"
-        elapsed = time.perf_counter() - start
     finally:
         conn.close()
-    assert elapsed < 1.0, f"200 keep-alive SOAP requests took {elapsed:.2f} s (Nagle stall?)"
+    median = sorted(took)[len(took) // 2]
+    print(f"200 keep-alive requests: {sum(took):.3f} s, median {median * 1000:.2f} ms")
+    assert median < 0.005, f"median {median * 1000:.1f} ms per request (Nagle stall?)"
+    assert sum(took) < 2.0, f"200 keep-alive SOAP requests took {sum(took):.2f} s"
 
 
 def test_soap_live_error_pages_are_never_html(hub: Hub) -> None:

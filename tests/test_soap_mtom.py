@@ -424,6 +424,8 @@ def test_mtom_round_trip_of_arbitrary_parts(
     )
     if any(f"\n--{BOUNDARY}".encode() in d for d in docs):
         return
+    if eol == b"\n" and any(d.endswith(b"\r") for d in docs):
+        return  # with bare-LF framing a final CR reads as the CR of a CRLF delimiter
     msg = read(body, media(), blobs, chunk=chunk)
     assert [content(blobs, msg.attachments[c].blob.key) for c in cids] == docs
 
@@ -559,9 +561,11 @@ def test_mtom_response_fails_loudly_when_a_blob_is_short(blobs: FsBlobStore) -> 
     writer = blobs.writer()
     writer.write(b"12345")
     info = writer.finish()
-    out = mtom.mtom_body(b"<e/>", [OutAttachment("a@x", "text/plain", 10, key=info.key)], blobs)
-    with pytest.raises(OSError):
-        b"".join(out.chunks)
+    with pytest.raises(OSError):  # a small response is read up front: the view can still fault
+        mtom.mtom_body(b"<e/>", [OutAttachment("a@x", "text/plain", 10, key=info.key)], blobs)
+    big = mtom.mtom_body(b"<e/>", [OutAttachment("a@x", "text/plain", 10**6, key=info.key)], blobs)
+    with pytest.raises(OSError):  # a large one is streamed: the connection is aborted
+        b"".join(big.chunks)
 
 
 def test_mtom_xop_include_helpers() -> None:

@@ -54,6 +54,7 @@ def create_app(settings: Settings, stores: Stores | None = None) -> Flask:
     from xds_hub.soap.http import install_soap_routes
 
     install_soap_routes(app, settings, stores)
+    app.register_blueprint(__import__("xds_hub.imaging.web", fromlist=["_"]).make_blueprint(settings, stores))
     install_error_handlers(app)
     return app
 

@@ -29,8 +29,8 @@ audit_record = Table(
     Column("action", String(1), nullable=False),
     Column("outcome", SmallInteger, nullable=False),
     #: The first EventTypeCode (an IHE transaction such as "ITI-18", or a DCM code) and its text.
-    Column("transaction", String(32)),
-    Column("transaction_name", String(128)),
+    Column("event_type", String(32)),
+    Column("event_type_name", String(128)),
     #: The requesting participant: its UserID, UserName (TLS identity) and network address.
     Column("requestor", String(512)),
     Column("requestor_name", String(512)),

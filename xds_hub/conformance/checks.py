@@ -13,7 +13,7 @@ SOAP answers (``[steps.expect]``):
                      ``associations``, ``object_refs``: per kind
 ``ids``              the exact set of returned object ids; ``ids_include``, ``ids_exclude``
 ``xpath``            a list of ``{ path, equals | count | exists | contains }``
-``retrieved``        a list of ``{ unique_id, sha1, size, content, mime, repository }``, each must come
+``retrieved``        a list of ``{ unique_id, sha1, size, content, mime, repository, dicom }``, each must come
                      back; ``retrieved_count``: the number of DocumentResponses
 ``addressing``       (default true) the answer's wsa:Action is the transaction's response action and
                      its wsa:RelatesTo is the request's MessageID
@@ -59,6 +59,8 @@ _STATUS_NAMES = {
     "Failure": ResponseStatus.FAILURE.value,
     "PartialSuccess": ResponseStatus.PARTIAL_SUCCESS.value,
 }
+#: Answers carrying an ebRS status (RegistryResponse, AdhocQueryResponse, RetrieveDocumentSetResponse).
+_EBXML_NS = frozenset({ns.RS, ns.QUERY, ns.XDSB, ns.LCM})
 _ERROR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
 _KIND_XPATHS = {
     "documents": "rim:ExtrinsicObject",
@@ -149,7 +151,8 @@ def soap_checks(result: SoapResult, expect: Mapping[str, Any], response_action: 
     if expect.get("addressing", True) and response_action:
         checks.append(_check("response wsa:Action", result.action == response_action, response_action, result.action))
         checks.append(_check("wsa:RelatesTo", result.relates_to == result.message_id, result.message_id, result.relates_to))
-    checks.extend(_status_checks(body, expect))
+    if etree.QName(body).namespace in _EBXML_NS or {"status", "errors", "errors_include", "warnings"} & set(expect):
+        checks.extend(_status_checks(body, expect))
     checks.extend(_object_checks(body, expect))
     for spec in expect.get("xpath", []):
         checks.append(_xpath_check(body, spec))
@@ -245,12 +248,29 @@ def _document_checks(uid: str, resp: etree._Element, data: bytes, spec: Mapping[
     if "content" in spec:
         got_text = data.decode("utf-8", errors="replace")
         checks.append(_check(f"document {uid} content", got_text == str(spec["content"]), spec["content"], got_text[:200]))
+    if spec.get("dicom"):
+        checks.append(_dicom_check(uid, data))
     fields_ = {"mime": "mimeType", "repository": "RepositoryUniqueId", "home": "HomeCommunityId"}
     for key, local in fields_.items():
         if key in spec:
             got_value = resp.findtext(ns.qn(ns.XDSB, local))
             checks.append(_check(f"document {uid} {local}", got_value == str(spec[key]), spec[key], got_value))
     return checks
+
+
+def _dicom_check(uid: str, data: bytes) -> Check:
+    """The retrieved bytes are a DICOM instance whose SOPInstanceUID is the requested uniqueId."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = dcmread(BytesIO(data), stop_before_pixels=True)
+    except (InvalidDicomError, ValueError, EOFError, OSError) as exc:
+        return Check(f"document {uid} DICOM", False, f"not a DICOM instance: {exc}")
+    got = str(getattr(ds, "SOPInstanceUID", ""))
+    return _check(f"document {uid} SOPInstanceUID", got == uid, uid, got)
 
 
 def capture_xpath(result: SoapResult, path: str) -> str | None:

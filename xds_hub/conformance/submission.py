@@ -8,7 +8,8 @@ them).  The objects are built as :mod:`xds_hub.domain.metadata` objects and rend
     patient = "main"                       # a scenario patient (or patient_id = "CX" verbatim)
     ids = "uuid"                           # "uuid": the tester assigns urn:uuid ids; "symbolic"
     submission_set = { title = "..." }     # SubmissionSet attribute overrides (omit = [...] drops)
-    documents = [{ id = "doc1", content = "text", mime = "text/plain", attach = true,
+    documents = [{ id = "doc1", content = "text", mime = "text/plain", attach = true,   # or content_size,
+                   # content_hex, kos = {...} (an XDS-I.b manifest, see conformance.dicom.make_kos)
                    hash = "...", size = 1, <any DocumentEntry field> = ..., omit = ["title"],
                    lid = "urn:uuid:...", previous_version = "1" }]     # the last two: ITI-57
     folders = [{ id = "f1", documents = ["doc1"], <any Folder field> = ... }]
@@ -148,12 +149,18 @@ def _apply(obj: Any, overrides: Mapping[str, Any], skip: frozenset[str]) -> Any:
     return replace(obj, **changes)
 
 
-def _content(desc: Mapping[str, Any], doc_id: str) -> bytes:
+def _content(desc: Mapping[str, Any], doc_id: str, ctx: Context) -> bytes:
+    if "kos" in desc:
+        from xds_hub.conformance.dicom import make_kos
+
+        return make_kos(ctx, desc["kos"])
     if "content_size" in desc:
         return os.urandom(int(desc["content_size"]))
     if "content_hex" in desc:
         return bytes.fromhex(str(desc["content_hex"]))
-    return str(desc.get("content", f"Conformance test document {doc_id}\n")).encode("utf-8")
+    # Unique by default: identical bytes in concurrent scenarios would share one content-addressed blob.
+    default = f"Conformance test document {doc_id} (run {ctx.run_id})\n"
+    return str(desc.get("content", default)).encode("utf-8")
 
 
 @dataclass
@@ -215,7 +222,7 @@ class _Builder:
 
     def document(self, desc: Mapping[str, Any]) -> tuple[DocumentEntry, bytes]:
         local = str(desc.get("id", "doc1"))
-        content = _content(desc, local)
+        content = _content(desc, local, self.ctx)
         mime = str(desc.get("mime", "text/plain"))
         doc = DocumentEntry(
             entry_uuid=self.obj_id(local),
@@ -244,7 +251,7 @@ class _Builder:
         doc = _apply(
             doc,
             desc,
-            frozenset({"id", "content", "content_size", "content_hex", "mime", "attach", "member", "lid", "previous_version"}),
+            frozenset({"id", "content", "content_size", "content_hex", "kos", "mime", "attach", "member", "lid", "previous_version"}),
         )
         self.record(f"{local}.uuid", doc.entry_uuid)
         self.record(f"{local}.uid", doc.unique_id)

@@ -113,7 +113,7 @@ def _send(
     run = StepRun(exchanges=[result.exchange])
     run.checks = chk.soap_checks(result, call.expect, response_action)
     if "ack_v3" in call.expect:
-        got = chk.capture_xpath(result, "//hl7:acknowledgement/@typeCode")
+        got = chk.capture_xpath(result, "//hl7:acknowledgement/hl7:typeCode/@code")
         run.checks.append(chk._check("HL7 v3 acknowledgement", got == call.expect["ack_v3"], call.expect["ack_v3"], got))
     _capture(call, result)
     return run

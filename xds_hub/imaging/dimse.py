@@ -52,9 +52,16 @@ log = get_logger("xds_hub.imaging.dimse")
 
 #: Transfer syntaxes accepted for storage (PS3.5 Annex A): uncompressed, deflated, and the
 #: JPEG, JPEG-LS, JPEG 2000, HTJ2K, RLE, MPEG-2/4 and HEVC families; the data set is kept as sent.
-STORAGE_TRANSFER_SYNTAXES: tuple[UID, ...] = tuple(
-    ts for ts in AllTransferSyntaxes if not ts.startswith(("1.2.840.10008.1.2.7.", "1.2.840.10008.1.2.4.20"))
-) + tuple(UID(u) for u in ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"))
+STORAGE_TRANSFER_SYNTAXES: tuple[UID, ...] = (
+    ExplicitVRLittleEndian,  # first: pynetdicom accepts the first of these that the peer proposes
+    ImplicitVRLittleEndian,
+    *(
+        ts
+        for ts in AllTransferSyntaxes
+        if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+        and not ts.startswith(("1.2.840.10008.1.2.7.", "1.2.840.10008.1.2.4.204", "1.2.840.10008.1.2.4.205"))
+    ),
+)
 
 #: How long the acceptor loop waits for a DIMSE message before its other checks (seconds).
 _REACTOR_WAIT = 0.001
@@ -350,8 +357,7 @@ class DicomActor:
                 )
                 ds = Dataset()
                 ds.SOPInstanceUID = inst.sop_instance_uid
-                yield int(Status.PENDING), ds  # counted as a failed sub-operation by the SCU's answer
-        yield int(Status.SUCCESS), None
+                yield int(Status.PENDING), ds  # no SOP Class: pynetdicom counts a failed sub-operation
 
     def _dataset_for(self, inst: StoredInstance, accepted: dict[str, set[str]] | None) -> Dataset:
         """The instance to send; transcoded when the peer accepted only other syntaxes (C-GET)."""
@@ -378,21 +384,28 @@ def _levels(event: Any) -> tuple[Level, ...]:
 
 
 def _store_contexts(found: list[StoredInstance]) -> list[Any]:
-    """Presentation contexts for a C-MOVE sub-association: each SOP class in its stored syntax."""
+    """Presentation contexts for a C-MOVE sub-association.
+
+    Each (SOP class, stored transfer syntax) gets a context of its own, so that an instance goes
+    as it was stored whenever the destination accepts that; an uncompressed instance also gets
+    the other uncompressed syntax as a fallback (pynetdicom converts between them).
+    """
     contexts: list[Any] = []
     seen: set[tuple[str, str]] = set()
     for inst in found:
-        pair = (inst.sop_class_uid, inst.transfer_syntax)
-        if pair in seen:
-            continue
-        seen.add(pair)
         syntaxes = [inst.transfer_syntax]
-        if inst.transfer_syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
-            syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-        contexts.append(build_context(inst.sop_class_uid, syntaxes))
-        if len(contexts) >= 128:  # PS3.8 9.3.2.2: at most 128 presentation contexts
-            break
-    return contexts or [build_context(Verification)]
+        if inst.transfer_syntax in _UNCOMPRESSED:
+            syntaxes = [inst.transfer_syntax, *(t for t in _UNCOMPRESSED if t != inst.transfer_syntax)]
+        for syntax in syntaxes:
+            if (inst.sop_class_uid, syntax) in seen:
+                continue
+            seen.add((inst.sop_class_uid, syntax))
+            contexts.append(build_context(inst.sop_class_uid, [syntax]))
+    # PS3.8 9.3.2.2: at most 128 presentation contexts in one association
+    return contexts[:128] or [build_context(Verification)]
+
+
+_UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 
 def _identifier_keys(identifier: Dataset) -> tuple[dict[str, str], list[str]]:

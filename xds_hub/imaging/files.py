@@ -90,7 +90,7 @@ def transcode(stores: Stores, inst: StoredInstance, target: str) -> bytes:
     try:
         ds = read_instance(stores, inst)
         if UID(inst.transfer_syntax).is_compressed:
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)  # same instance, other encoding
         return _encode(ds, target)
     except TranscodeError:
         raise

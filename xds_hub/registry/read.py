@@ -9,13 +9,17 @@ updates and patient merges) and Folder.lastUpdateTime (``folder.last_update_time
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Final
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from enum import Enum
+from typing import Any, Final, get_args, get_origin, get_type_hints
 
 from sqlalchemy import Connection, select
 
-from xds_hub.domain.metadata import DocumentEntry, Folder, RegistryObject
-from xds_hub.domain.vocabulary import DocumentAvailability, Status
+from xds_hub.domain.metadata import DocumentEntry, RegistryObject
+from xds_hub.domain.vocabulary import DocumentAvailability
 from xds_hub.storage import codec
 from xds_hub.storage.schema import folder, registry_object
 
@@ -38,20 +42,76 @@ def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
         yield batch
 
 
-def _decode(row: Any) -> RegistryObject:
-    obj: RegistryObject = codec.loads(codec.KINDS[row.kind], row.body)
-    changes: dict[str, Any] = {}
-    if obj.status.value != row.status:
-        changes["status"] = Status(row.status)
-    if row.patient_id is not None and getattr(obj, "patient_id", row.patient_id) != row.patient_id:
-        changes["patient_id"] = row.patient_id
-    if isinstance(obj, Folder) and row.last_update_time and obj.last_update_time != row.last_update_time:
-        changes["last_update_time"] = row.last_update_time
-    return dataclasses.replace(obj, **changes) if changes else obj
+def _converter(tp: Any) -> Callable[[Any], Any] | None:
+    """How to turn a JSON value into a value of type ``tp`` (None: as it is), decided once per field."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return _converter(args[0]) if len(args) == 1 else None
+    if origin is tuple:
+        item = _converter(get_args(tp)[0])
+        if item is None:
+            return tuple
+        return lambda values: tuple([item(v) for v in values])
+    if origin is dict:
+        return dict
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _builder(tp)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp
+    return None
 
 
-def load_objects(conn: Connection, ids: Sequence[str]) -> list[RegistryObject]:
-    """The registry objects with entryUUIDs ``ids``, in that order; unknown ids are left out."""
+def _builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
+    """A fast equivalent of :func:`xds_hub.storage.codec.loads` for one dataclass (a decoded JSON
+    object in, the frozen object out): the per-field conversions are worked out once, not per value."""
+    known = _BUILDERS.get(cls)
+    if known is not None:
+        return known
+    hints = get_type_hints(cls)
+    convert = [(f.name, fn) for f in dataclasses.fields(cls) if (fn := _converter(hints[f.name])) is not None]
+
+    def build(data: dict[str, Any]) -> Any:
+        for name, fn in convert:
+            value = data.get(name)
+            if value is not None:
+                data[name] = fn(value)
+        return cls(**data)
+
+    def build_plain(data: dict[str, Any]) -> Any:
+        return cls(**data)
+
+    if not convert:  # e.g. Code: nothing to convert
+        build = build_plain
+
+    _BUILDERS[cls] = build
+    return build
+
+
+_BUILDERS: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
+
+
+def _decode(row: Any, home_community_id: str | None = None) -> RegistryObject:
+    """The object of a registry_object row, with the index columns (and ``home``) applied."""
+    data = json.loads(row.body)
+    data["status"] = row.status
+    if row.kind != "A" and row.patient_id is not None:
+        data["patient_id"] = row.patient_id
+    if row.kind == "F" and row.last_update_time:
+        data["last_update_time"] = row.last_update_time
+    if home_community_id is not None:
+        data["home_community_id"] = home_community_id
+    obj: RegistryObject = _builder(codec.KINDS[row.kind])(data)
+    return obj
+
+
+def load_objects(
+    conn: Connection, ids: Sequence[str], home_community_id: str | None = None
+) -> list[RegistryObject]:
+    """The registry objects with entryUUIDs ``ids``, in that order; unknown ids are left out.
+
+    ``home_community_id``, if given, is set on every object (ITI TF-2 3.18.4.1.2.3.8).
+    """
     ro, fo = registry_object, folder
     found: dict[str, RegistryObject] = {}
     for batch in chunks(ids):
@@ -61,7 +121,7 @@ def load_objects(conn: Connection, ids: Sequence[str]) -> list[RegistryObject]:
             .where(ro.c.id.in_(batch))
         )
         for row in conn.execute(stmt):
-            found[row.id] = _decode(row)
+            found[row.id] = _decode(row, home_community_id)
     return [found[i] for i in dict.fromkeys(ids) if i in found]
 
 
@@ -78,10 +138,7 @@ def offline_documents(conn: Connection, ids: Iterable[str]) -> set[str]:
         stmt = select(ro.c.id, ro.c.kind, ro.c.body).where(
             ro.c.id.in_(batch), ro.c.kind == "D", ro.c.body.contains(_OFFLINE_MARK, autoescape=True)
         )
-        offline.update(row.id for row in conn.execute(stmt) if is_offline(_decode_plain(row)))
+        offline.update(
+            row.id for row in conn.execute(stmt) if is_offline(codec.loads(DocumentEntry, row.body))
+        )
     return offline
-
-
-def _decode_plain(row: Any) -> RegistryObject:
-    obj: RegistryObject = codec.loads(codec.KINDS[row.kind], row.body)
-    return obj

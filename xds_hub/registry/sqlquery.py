@@ -20,7 +20,6 @@ Semantics worth knowing:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -358,7 +357,7 @@ def get_folders(conn: Connection, q: GetFolders, limit: int) -> Found:
         if q.entry_uuids:
             cond = fo.c.id.in_(batch)
         elif q.unique_ids:
-            cond = fo.c.unique_id.in_(batch)
+            cond = fo.c.id.in_(_by_unique_id("F", batch))
         else:
             cond = fo.c.id.in_(select(ro.c.id).where(ro.c.lid.in_(batch), ro.c.kind == "F"))
         return select(fo.c.id).where(cond, *_folder_level(q))
@@ -392,9 +391,16 @@ def get_submission_sets(conn: Connection, q: GetSubmissionSets, limit: int) -> F
     return Found().add("S", [r.source_id for r in rows]).add_associations(rows)
 
 
-def _one_id(conn: Connection, table: Any, uuid: str | None, uid: str | None, *conds: Any) -> str | None:
+def _by_unique_id(kind: str, uids: Sequence[str]) -> Select[Any]:
+    """The entryUUIDs with those uniqueIds (through the uniqueId index of registry_object)."""
+    return select(ro.c.id).where(ro.c.unique_id.in_(uids), ro.c.kind == kind)
+
+
+def _one_id(
+    conn: Connection, table: Any, kind: str, uuid: str | None, uid: str | None, *conds: Any
+) -> str | None:
     """The entryUUID of the object with that entryUUID or uniqueId (the latest version of a uniqueId)."""
-    key = table.c.id == uuid if uuid is not None else table.c.unique_id == uid
+    key = table.c.id == uuid if uuid is not None else table.c.id.in_(_by_unique_id(kind, [uid or ""]))
     stmt = (
         select(table.c.id)
         .join(ro, ro.c.id == table.c.id)
@@ -422,7 +428,7 @@ def _filter_documents(conn: Connection, ids: Sequence[str], conds: Sequence[Colu
 def get_submission_set_and_contents(conn: Connection, q: GetSubmissionSetAndContents, limit: int) -> Found:
     """3.18.4.1.2.3.7.10: the SubmissionSet, its DocumentEntries (filtered), Folders, member
     Associations, and the HasMembers from the SubmissionSet to each of them."""
-    ss_id = _one_id(conn, ss, q.entry_uuid, q.unique_id)
+    ss_id = _one_id(conn, ss, "S", q.entry_uuid, q.unique_id)
     if ss_id is None:
         return Found()
     members = _members(conn, q, ss_id)
@@ -443,7 +449,7 @@ def get_submission_set_and_contents(conn: Connection, q: GetSubmissionSetAndCont
 
 def get_folder_and_contents(conn: Connection, q: GetFolderAndContents, limit: int) -> Found:
     """3.18.4.1.2.3.7.11: the Folder, its DocumentEntries (filtered) and the HasMembers to them."""
-    folder_id = _one_id(conn, fo, q.entry_uuid, q.unique_id, *_folder_level(q))
+    folder_id = _one_id(conn, fo, "F", q.entry_uuid, q.unique_id, *_folder_level(q))
     if folder_id is None:
         return Found()
     members = [m for m in _members(conn, q, folder_id) if m.kind == "D"]
@@ -531,7 +537,7 @@ def execute(
         if q.metadata_level == 1 and found.ids("D"):
             found = found.without(read.offline_documents(conn, found.ids("D")))
         return [ObjectRef(i, home_community_id) for i in found.refs]
-    objects = read.load_objects(conn, list(found.refs))
+    objects = read.load_objects(conn, list(found.refs), home_community_id)
     if q.metadata_level == 1:
         offline = {o.entry_uuid for o in objects if read.is_offline(o)}
         if offline:
@@ -543,4 +549,4 @@ def execute(
             ErrorCode.RESULT_NOT_SINGLE_PATIENT,
             f"the result holds metadata of {len(patients)} patients; ask for ObjectRef or narrow the query",
         )
-    return [dataclasses.replace(o, home_community_id=home_community_id) for o in objects]
+    return list(objects)

@@ -241,34 +241,32 @@ def _record_documents(
         for entry in registered.documents
         if entry.unique_id in by_unique_id
     ]
-    existing = find_documents(conn, (r.unique_id for r in rows))
-    problems: list[Problem] = []
-    new_rows: list[StoredDocument] = []
-    for row in rows:
-        held = existing.get(row.unique_id)
-        if held is None:
-            new_rows.append(row)
-        elif held.hash != row.hash or held.size != row.size:
-            # The registry reports this first when it holds the entry; this covers a registry
-            # entry removed (ITI-62) while the repository kept the document.
-            code = ErrorCode.NON_IDENTICAL_HASH if held.hash != row.hash else ErrorCode.NON_IDENTICAL_SIZE
-            problems.append(
-                Problem(
-                    code,
-                    f"the repository already holds a different document with uniqueId {row.unique_id}",
-                    row.unique_id,
-                )
-            )
-        # else: the same document submitted again (ITI TF-3 4.2.4.1, XDSNonIdenticalHash): the
-        # registry records a further DocumentEntry; the repository already holds the octets.
-    if problems:
-        raise XdsError(problems)
-    if missing_blobs(stores, (r.blob_key for r in new_rows)):
+    if missing_blobs(stores, (r.blob_key for r in rows)):
         raise XdsError.one(
             ErrorCode.REPOSITORY_ERROR,
             "a document's content was removed while the submission was being stored; please resubmit",
         )
-    insert_documents(conn, new_rows)
+    inserted = insert_documents(conn, rows)
+    held_already = [r for r in rows if r.unique_id not in inserted]
+    if held_already:
+        # The same document submitted again (ITI TF-3 4.2.4.1, XDSNonIdenticalHash): the registry
+        # records a further DocumentEntry and the repository keeps the octets it holds.  Different
+        # octets under a held uniqueId (the registry reports it first when it has the entry; this
+        # covers an entry deleted by ITI-62 while the repository kept the document) are refused.
+        existing = find_documents(conn, (r.unique_id for r in held_already))
+        problems = [
+            Problem(
+                ErrorCode.NON_IDENTICAL_HASH
+                if existing[r.unique_id].hash != r.hash
+                else ErrorCode.NON_IDENTICAL_SIZE,
+                f"the repository already holds a different document with uniqueId {r.unique_id}",
+                r.unique_id,
+            )
+            for r in held_already
+            if (existing[r.unique_id].hash, existing[r.unique_id].size) != (r.hash, r.size)
+        ]
+        if problems:
+            raise XdsError(problems)
     return rows
 
 

@@ -11,12 +11,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from xds_hub.storage.schema import repository_document
 
 #: Look-ups use IN lists of at most this many values (SQLite's host-parameter limit is far above).
 _IN_CHUNK = 500
+
+_t = repository_document.c
+#: Built once so SQLAlchemy's compiled cache is hit on every call.
+_FIND = select(_t.unique_id, _t.repository_unique_id, _t.blob_key, _t.hash, _t.size, _t.mime_type).where(
+    _t.unique_id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_NEW = {
+    name: dialect.insert(repository_document)
+    .on_conflict_do_nothing(index_elements=["unique_id"])
+    .returning(_t.unique_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +49,19 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
-def insert_documents(conn: Connection, docs: Sequence[StoredDocument]) -> None:
-    """Add ``docs`` (inside the caller's write transaction)."""
+def insert_documents(conn: Connection, docs: Sequence[StoredDocument]) -> set[str]:
+    """Add ``docs`` (inside the caller's write transaction); returns the uniqueIds inserted.
+
+    A uniqueId the repository already holds is left as it is (and not in the result).
+    """
     if not docs:
-        return
+        return set()
     created = datetime.now(UTC).isoformat()
-    conn.execute(
-        insert(repository_document),
-        [
+    stmt = _INSERT_NEW[conn.dialect.name]
+    inserted: set[str] = set()
+    for d in docs:  # one statement each: RETURNING with executemany is not portable
+        row = conn.execute(
+            stmt,
             {
                 "unique_id": d.unique_id,
                 "repository_unique_id": d.repository_unique_id,
@@ -52,24 +70,19 @@ def insert_documents(conn: Connection, docs: Sequence[StoredDocument]) -> None:
                 "size": d.size,
                 "mime_type": d.mime_type,
                 "created": created,
-            }
-            for d in docs
-        ],
-    )
+            },
+        ).first()
+        if row is not None:
+            inserted.add(row[0])
+    return inserted
 
 
 def find_documents(conn: Connection, unique_ids: Iterable[str]) -> dict[str, StoredDocument]:
     """The stored documents among ``unique_ids``, by uniqueId (unknown ids are left out)."""
     wanted = sorted(set(unique_ids))
     found: dict[str, StoredDocument] = {}
-    t = repository_document.c
     for chunk in _chunks(wanted):
-        rows = conn.execute(
-            select(t.unique_id, t.repository_unique_id, t.blob_key, t.hash, t.size, t.mime_type).where(
-                t.unique_id.in_(chunk)
-            )
-        )
-        for row in rows:
+        for row in conn.execute(_FIND, {"ids": list(chunk)}):
             found[row.unique_id] = StoredDocument(
                 unique_id=row.unique_id,
                 repository_unique_id=row.repository_unique_id,
@@ -83,6 +96,4 @@ def find_documents(conn: Connection, unique_ids: Iterable[str]) -> dict[str, Sto
 
 def count_documents(conn: Connection) -> int:
     """How many documents the repository holds (tests and operators)."""
-    from sqlalchemy import func
-
     return int(conn.execute(select(func.count()).select_from(repository_document)).scalar_one())

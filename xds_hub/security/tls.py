@@ -77,6 +77,7 @@ class ServerContext(ssl.SSLContext):
                 sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, server_hostname, session
             )
         previous = sock.gettimeout()
+        address = _peer_address(sock)  # before wrapping: a failed wrap detaches ``sock``
         sock.settimeout(self.handshake_timeout)
         try:
             wrapped = super().wrap_socket(
@@ -86,26 +87,29 @@ class ServerContext(ssl.SSLContext):
                 suppress_ragged_eofs=suppress_ragged_eofs,
             )
         except (OSError, ValueError) as exc:
-            self._refused(sock, exc)
+            self._refused(address, exc)
             sock.close()
             raise
         wrapped.settimeout(previous)
         return wrapped
 
-    def _refused(self, sock: socket.socket, exc: BaseException) -> None:
+    def _refused(self, address: str | None, exc: BaseException) -> None:
         if not isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return  # closed or timed out before/without a TLS error: a probe, not a refused node
-        try:
-            peer = sock.getpeername()
-            address: str | None = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        except OSError:
-            address = None
         log.warning("TLS handshake refused", extra={"peer": address, "reason": str(exc)})
         if self.on_refused is not None:
             try:
                 self.on_refused(address, exc)
             except Exception:  # reporting must never break the listener
                 log.exception("TLS refusal hook failed")
+
+
+def _peer_address(sock: socket.socket) -> str | None:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return None
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,9 +306,38 @@ def _normal_dn(name: x509.Name) -> tuple[tuple[tuple[str, str], ...], ...]:
     )
 
 
+def _tidy_dn(text: str) -> str:
+    """Upper-case attribute types and drop blanks around separators, as people write DNs in configs
+    ("cn=Hopital A, o=Region" -> "CN=Hopital A,O=Region"); escaped characters are kept."""
+    parts: list[str] = []
+    seps: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for ch in text:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            current.append(ch)
+            escaped = True
+        elif ch in ",+":
+            parts.append("".join(current))
+            seps.append(ch)
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    tidy: list[str] = []
+    for part in parts:
+        kind, eq, value = part.partition("=")
+        kind = kind.strip()
+        tidy.append((kind.upper() if kind.isalpha() else kind) + eq + value.strip() if eq else part.strip())
+    return "".join(p + sep for p, sep in zip(tidy, [*seps, ""], strict=True))
+
+
 @lru_cache(maxsize=1024)
 def _pattern_dn(pattern: str) -> tuple[tuple[tuple[str, str], ...], ...]:
-    return _normal_dn(x509.Name.from_rfc4514_string(pattern))
+    return _normal_dn(x509.Name.from_rfc4514_string(_tidy_dn(pattern)))
 
 
 def _check_pattern(pattern: str) -> None:

@@ -226,7 +226,7 @@ class SoapEndpoints:
 
 
 def install_soap_routes(app: Flask, settings: Settings, stores: Stores) -> None:
-    """Register the SOAP endpoints of ../shared/INTERFACE.md ("SOAP endpoints") on ``app``."""
+    """Register the SOAP endpoints of the outside interface ("SOAP endpoints") on ``app``."""
     endpoints = SoapEndpoints(settings, stores)
     for path in ROUTES:
         app.add_url_rule(

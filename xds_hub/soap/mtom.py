@@ -42,6 +42,8 @@ MAX_PARTS = 10_000
 #: Attachment writers kept open (uncommitted) at once; past this the oldest complete part is
 #: committed early (it stays whole; if the message then fails it is left to the orphan sweep).
 MAX_OPEN_WRITERS = 64
+#: Longest run of transport padding (white space) allowed after a boundary (RFC 2046 5.1.1).
+MAX_PADDING = 1024
 #: Responses up to this size are sent in one write.
 SMALL_RESPONSE = 256 * 1024
 
@@ -264,6 +266,8 @@ class _Parser:
             c = buf[i : i + 1]
             if c in (b" ", b"\t"):
                 i += 1
+                if i - pos > MAX_PADDING:
+                    raise MultipartError("too much white space after a MIME boundary")
                 continue
             if buf[i : i + 2] == b"\r\n":
                 return False, i + 2
@@ -297,10 +301,10 @@ class _Parser:
     # -- a part -------------------------------------------------------------------------------
 
     def read_headers(self) -> dict[str, str]:
+        pos = 0  # start of the first line not yet known to be a header line
+        end = -1
         while True:
             buf = self.input.buf
-            end = -1
-            pos = 0
             while True:
                 nl = buf.find(b"\n", pos)
                 if nl < 0:
@@ -573,7 +577,7 @@ def mtom_body(
                 yield from _blob_chunks(blobs, att, chunk)
         yield tail
 
-    if length <= SMALL_RESPONSE and all(a.data is not None for a in attachments):
+    if length <= SMALL_RESPONSE:  # one write; blobs read now, so a missing one is still a fault
         return MtomBody(content_type, length, iter([b"".join(chunks())]))
     return MtomBody(content_type, length, chunks())
 
