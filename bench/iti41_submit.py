@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.hubproc import Hub, db_url_for, drop_pg_database, free_port  # noqa: E402
+from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database, free_port  # noqa: E402
 from xds_hub.client.metadata import DocumentInput, SubmissionOptions, build_submission  # noqa: E402
 from xds_hub.client.mtom import MultipartBody, OutgoingPart  # noqa: E402
 from xds_hub.client.soap import build_envelope  # noqa: E402
@@ -349,7 +349,15 @@ def big_document(hub: Hub, pid: str, size_mb: int, folder: Path) -> tuple[float,
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-iti41-{backend}-"))
-    hub = Hub(folder=folder, db_url=db_url_for(backend, folder)).start()
+    config = TEST_CONFIG
+    if args.hub_workers or args.hub_threads:
+        lines = ["[hub]"]
+        if args.hub_workers:
+            lines.append(f"http_workers = {args.hub_workers}")
+        if args.hub_threads:
+            lines.append(f"http_threads = {args.hub_threads}")
+        config = "\n".join(lines) + "\n" + TEST_CONFIG
+    hub = Hub(folder=folder, db_url=db_url_for(backend, folder), config_text=config).start()
     null = NullEndpoint(folder, workers=hub.settings.http_workers, threads=hub.settings.http_threads).start()
     try:
         pid = f"BENCH{os.getpid()}^^^&{AFFINITY}&ISO"
@@ -396,6 +404,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--big-mb", type=int, default=50)
     parser.add_argument("--append", type=Path, help="append a Markdown section with the figures")
+    parser.add_argument("--hub-workers", type=int, help="http_workers of hub and do-nothing")
+    parser.add_argument("--hub-threads", type=int, help="http_threads of hub and do-nothing")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = [run_backend(b, args) for b in backends]

@@ -52,9 +52,10 @@ import psycopg  # noqa: E402
 import requests  # noqa: E402
 from lxml import etree  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from tests.hubproc import Hub, create_pg_database, drop_pg_database  # noqa: E402
+from tests.hubproc import PG_ADMIN_URL, Hub, create_pg_database, drop_pg_database  # noqa: E402
 from xds_hub import ns  # noqa: E402
 from xds_hub.client.soap import build_envelope  # noqa: E402
 from xds_hub.client.xds import encode_query_value  # noqa: E402
@@ -276,20 +277,54 @@ def load_sqlite(path: Path, docs: int) -> None:
 
 
 def load_postgresql(url: str, docs: int) -> None:
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
-        with tqdm(total=docs, desc=f"load postgresql {docs:,}", unit="doc", unit_scale=True) as bar:
-            for count, batch in generate(docs):
-                with db.cursor() as cur:
-                    for table, rows in batch.rows.items():
-                        with cur.copy(f"COPY {table} ({','.join(COLUMNS[table])}) FROM STDIN") as cp:
-                            for row in rows:
-                                cp.write_row(row)
-                db.commit()
-                bar.update(count)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with (
+        psycopg.connect(dsn) as db,
+        tqdm(total=docs, desc=f"load postgresql {docs:,}", unit="doc", unit_scale=True) as bar,
+    ):
+        for count, batch in generate(docs):
+            with db.cursor() as cur:
+                for table, rows in batch.rows.items():
+                    with cur.copy(f"COPY {table} ({','.join(COLUMNS[table])}) FROM STDIN") as cp:
+                        for row in rows:
+                            cp.write_row(row)
+            db.commit()
+            bar.update(count)
+
+
+def _kept_pg_database(docs: int) -> tuple[str, bool]:
+    """The URL of the kept PostgreSQL database for ``docs`` documents, and whether it is loaded."""
+    name = f"xds_bench_find_documents_{docs}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    if not exists:
+        return url, False
+    engine = make_engine(url)
+    try:  # a half-made database (no rows, no indexes yet) is made again
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT count(*) FROM document_entry")).scalar()
+            index = conn.execute(
+                text("SELECT 1 FROM pg_indexes WHERE indexname = 'ix_document_entry_patient'")
+            )
+            loaded = rows == docs and index.first() is not None
+    except SQLAlchemyError:
+        loaded = False
+    engine.dispose()
+    if not loaded:
+        drop_pg_database(url)
+        return _kept_pg_database(docs)
+    return url, True
 
 
 def prepare(backend: str, docs: int, keep: Path | None, work: Path) -> tuple[str, bool]:
-    """A loaded database of ``docs`` documents; (SQLAlchemy URL, drop it afterwards?)."""
+    """A loaded database of ``docs`` documents; (SQLAlchemy URL, drop it afterwards?).
+
+    With ``keep``, the SQLite file lives in that folder and the PostgreSQL database is named
+    after ``docs``; both are kept and reused by the next run.
+    """
     if backend == "sqlite":
         folder = keep or work
         folder.mkdir(parents=True, exist_ok=True)
@@ -303,7 +338,12 @@ def prepare(backend: str, docs: int, keep: Path | None, work: Path) -> tuple[str
         engine.dispose()
         load_sqlite(path, docs)
     else:
-        url = create_pg_database()
+        if keep:
+            url, loaded = _kept_pg_database(docs)
+            if loaded:
+                return url, False
+        else:
+            url = create_pg_database()
         engine = make_engine(url)
         upgrade(engine)
         _drop_indexes(engine)
@@ -311,7 +351,7 @@ def prepare(backend: str, docs: int, keep: Path | None, work: Path) -> tuple[str
     engine = make_engine(url)
     _create_indexes(engine)
     engine.dispose()
-    return url, backend == "postgresql"
+    return url, backend == "postgresql" and not keep
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,7 +391,7 @@ class Stats:
 
     def pct(self, p: float) -> float:
         data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(round(p / 100 * (len(data) - 1))))]
+        return data[min(len(data) - 1, round(p / 100 * (len(data) - 1)))]
 
 
 def measure_function(
@@ -496,9 +536,14 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]]
     ]
     for name, r in results:
         cpu = f"{r['cpu']:.2f}" if "cpu" in r else ""
-        lines.append(
-            f"| {name} | {r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} | {r['max']:.1f} | {r['rows']:.1f} | {cpu} |"
-        )
+        cells = [
+            name,
+            *(f"{r[k]:.2f}" for k in ("p50", "p90", "p99")),
+            f"{r['max']:.1f}",
+            f"{r['rows']:.1f}",
+            cpu,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -511,7 +556,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--http", action="store_true", help="also measure over HTTP against xds-hub serve")
-    parser.add_argument("--keep", type=Path, help="folder to keep and reuse the SQLite database in")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep (and reuse) the databases: the SQLite file in this folder, a named PG database",
+    )
     parser.add_argument("--append", type=Path, help="append the Markdown table to this file")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]

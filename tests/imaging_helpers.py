@@ -303,3 +303,24 @@ def ingest(
             dataset=data,
         )
         assert outcome.status == 0, outcome
+
+
+def link_patient(stores: Stores, settings: Settings, local_id: str, local_oid: str) -> str:
+    """Feed the PIX cross-reference with ``local_id`` of ``local_oid`` and a new affinity-domain ID
+    (registered in the registry); returns that ID as a CX."""
+    from xds_hub.pix.model import FeedEvent, FeedKind, RawId
+    from xds_hub.pix.xref import CrossReference
+    from xds_hub.storage.db import write_transaction
+
+    domain = settings.domain
+    affinity = f"AFF{generate_uid()[-10:]}"
+    event = FeedEvent(
+        FeedKind.ADD,
+        ids=(
+            RawId(local_id, universal_id=local_oid, universal_id_type="ISO"),
+            RawId(affinity, universal_id=domain.assigning_authority, universal_id_type="ISO"),
+        ),
+    )
+    with write_transaction(stores.engine) as conn:
+        CrossReference(domain).feed(conn, event)
+    return f"{affinity}^^^&{domain.assigning_authority}&ISO"

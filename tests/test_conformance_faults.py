@@ -74,7 +74,9 @@ def test_conformance_runner_catches_injected_fault(
     site = tmp_path / "faultsite"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    )
     monkeypatch.setenv("XDS_TEST_FAULT", fault)
     folder = tmp_path / "hub"
     hub = Hub(folder=folder, db_url=db_url_for("sqlite", folder)).start()

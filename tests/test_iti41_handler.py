@@ -291,3 +291,25 @@ def test_iti41_inline_base64_decodes_in_chunks(chunk: int) -> None:
     sink = _Collect()
     decode_base64_into(text, sink, chunk=chunk)
     assert bytes(sink.data) == payload
+
+
+def test_iti41_wrong_body_is_a_sender_fault_and_keeps_no_part(
+    stores: Stores, settings: Settings, pid: str
+) -> None:
+    from lxml import etree
+
+    from xds_hub.errors import FaultCode, SoapFault
+
+    sub, contents = submission_for(pid, [b"a part of a wrong message"])
+    request = mtom_request(stores, sub, contents)
+    wrong = SoapRequest(
+        action=SoapAction.ITI41,
+        body=etree.Element("{urn:ihe:iti:xds-b:2007}RetrieveDocumentSetRequest"),
+        attachments=request.attachments,
+        mtom=True,
+    )
+    before = counts(stores.engine, stores.blobs)
+    with pytest.raises(SoapFault) as exc:
+        iti41.handle(wrong, stores, settings)
+    assert exc.value.code is FaultCode.SENDER
+    assert counts(stores.engine, stores.blobs).blobs == before.blobs - 1

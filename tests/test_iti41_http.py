@@ -153,11 +153,15 @@ _UID_SCHEMES = "2e82c1f6-a085-4c72-9da3-8640a32e42ab|96fdda7c-d067-4183-912e-bf5
 
 
 def _fresh_ids(text: str, pid: str, old_pids: list[str]) -> str:
-    """Give the capture fresh uniqueIds and our registered patient (the only edits)."""
+    """Give the capture fresh ids and uniqueIds and our registered patient (the only edits)."""
 
     def uid(m: re.Match[str]) -> str:
         return m.group(0).replace(m.group("v"), f"2.25.{uuid.uuid4().int}")
 
+    # Object ids (entryUUIDs, and every reference to them) become fresh UUIDs too, so the capture
+    # can be sent to a hub that already holds it.
+    for old in dict.fromkeys(re.findall(r' id="(urn:uuid:[0-9a-fA-F-]{36})"', text)):
+        text = text.replace(old, f"urn:uuid:{uuid.uuid4()}")
     text = re.sub(rf'identificationScheme="urn:uuid:(?:{_UID_SCHEMES})" value="(?P<v>[^"]*)"', uid, text)
     text = re.sub(rf'value="(?P<v>[^"]*)" identificationScheme="urn:uuid:(?:{_UID_SCHEMES})"', uid, text)
     for old in old_pids:
@@ -216,8 +220,9 @@ def test_iti41_nist_sim_proxy_capture(hub: Hub, store: Stores, client: XdsClient
     assert reply.status_code == 400
     assert b"cid:1.694859fac46e21a68c012f8f4fe208a370fc32b6e07ae79f@apache.org" in reply.content
     assert counts(store.engine, store.blobs) == before
-    # The replaced document, registered first under the entryUUID the capture names.
-    target = "urn:uuid:934e4ab6-6e61-471a-b265-da54ddf06bed"
+    # The replaced document, registered first under the entryUUID the capture's RPLC names.
+    target = f"urn:uuid:{uuid.uuid4()}"
+    text = text.replace("urn:uuid:934e4ab6-6e61-471a-b265-da54ddf06bed", target)
     sub, contents = build_submission(
         [DocumentInput(b"first version", "text/plain")], SubmissionOptions(pid, "1.2.3.100.1")
     )

@@ -608,3 +608,47 @@ def test_soap_keep_alive_small_requests_are_fast(live_app: str) -> None:
             )
             assert r.status_code == 200
         assert time.perf_counter() - start < 2.0
+
+
+def test_soap_mtom_over_the_limit_while_streaming_stores_nothing(tmp_path: Path, test_routes: None) -> None:
+    app, stores = make_app(tmp_path, max_request_bytes=50_000)
+    try:
+        body = f"<t:Ping xmlns:t='urn:test'><xop:Include xmlns:xop='{ns.XOP}' href='cid:big@x'/></t:Ping>"
+        data, ctype = mtom_request(
+            [root_part(envelope(body=body), "0.root@test"), attachment_part("big@x", b"B" * 200_000)]
+        )
+        r = app.test_client().post(
+            "/xds/repository",
+            input_stream=io.BytesIO(data),
+            content_type=ctype,
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        assert r.status_code == 413 and fault_codes(parse_reply(r.data)) == ["soap:Sender"]
+        assert header(parse_reply(r.data), "RelatesTo") == "urn:uuid:req-1"
+        blobs = stores.blobs
+        assert isinstance(blobs, FsBlobStore)
+        assert [p for p in blobs.root.rglob("*") if p.is_file()] == []
+    finally:
+        stores.close()
+
+
+def test_soap_mtom_unknown_action_is_refused_before_the_attachments_are_stored(
+    client: FlaskClient, app_stores: tuple[Flask, Stores]
+) -> None:
+    body = f"<t:Ping xmlns:t='urn:test'><xop:Include xmlns:xop='{ns.XOP}' href='cid:big@x'/></t:Ping>"
+    data, ctype = mtom_request(
+        [
+            root_part(envelope("urn:not:here", body=body), "0.root@test"),
+            attachment_part("big@x", b"B" * 100_000),
+        ],
+        action=None,
+    )
+    r = client.post("/xds/repository", data=data, content_type=ctype)
+    assert r.status_code == 400 and fault_codes(parse_reply(r.data)) == [
+        "soap:Sender",
+        "wsa:ActionNotSupported",
+    ]
+    blobs = app_stores[1].blobs
+    assert isinstance(blobs, FsBlobStore)
+    assert [p for p in blobs.root.rglob("*") if p.is_file()] == []

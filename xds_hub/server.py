@@ -61,6 +61,7 @@ ACTORS: tuple[ActorSpec, ...] = (
     ActorSpec("blob-sweeper", "xds_hub.repository.sweep:make_sweeper"),
     ActorSpec("mllp", "xds_hub.pix.mllp:MllpActor", "mllp_port"),
     ActorSpec("dicom", "xds_hub.imaging.dimse:DicomActor", "dicom_port"),
+    ActorSpec("study-publisher", "xds_hub.imaging.publisher:make_publisher"),
     ActorSpec("audit-sender", "xds_hub.audit.sender:make_sender"),
 )
 

@@ -18,9 +18,11 @@ COMMAND_MODULES = (
     "xds_hub.cli.serve",
     "xds_hub.cli.admin",
     "xds_hub.cli.conformance",
+    "xds_hub.cli.validate",
     "xds_hub.cli.client",
     "xds_hub.cli.pix",
     "xds_hub.cli.security",
+    "xds_hub.cli.imaging",
 )
 
 

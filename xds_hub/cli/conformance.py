@@ -13,8 +13,12 @@ def register(sub: Any) -> None:
     verbs = conf.add_subparsers(dest="conformance_command", metavar="VERB", required=True)
 
     run = verbs.add_parser("run", help="run scenarios against --target and report")
-    run.add_argument("--target", required=True, help="base URL of the system under test, e.g. http://host:8080")
-    run.add_argument("--config", type=Path, help="the target's affinity domain (TOML; default: built-in demo domain)")
+    run.add_argument(
+        "--target", required=True, help="base URL of the system under test, e.g. http://host:8080"
+    )
+    run.add_argument(
+        "--config", type=Path, help="the target's affinity domain (TOML; default: built-in demo domain)"
+    )
     run.add_argument("--pix-mllp", metavar="HOST:PORT", help="the target's HL7 v2 MLLP listener (ITI-8/9)")
     run.add_argument("--dicom", metavar="HOST:PORT", help="the target's DICOM listener")
     run.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
@@ -23,7 +27,9 @@ def register(sub: Any) -> None:
     run.add_argument("-v", "--verbose", action="store_true", help="list every scenario in the summary")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
-        "scenarios", nargs="*", metavar="SCENARIO",
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
         help="catalogue ids, folders (e.g. repository/iti41), globs or .toml files (default: all)",
     )
     run.set_defaults(func=run_command)

@@ -145,6 +145,44 @@ def encode_query_value(value: str | int | Sequence[str | int]) -> str:
     return "(" + ",".join(encode_query_value(v) for v in value) + ")"
 
 
+def adhoc_query_request(
+    query: StoredQuery | str,
+    params: Mapping[str, str | int | Sequence[str | int]],
+    return_type: str = "LeafClass",
+    home_community_id: str | None = None,
+    raw_params: Mapping[str, Sequence[str]] | None = None,
+) -> etree._Element:
+    """query:AdhocQueryRequest of a stored query (ITI TF-2 3.18.4.1.2); ``raw_params`` go verbatim."""
+    req = etree.Element(ns.qn(ns.QUERY, "AdhocQueryRequest"), nsmap={"query": ns.QUERY, "rim": ns.RIM})
+    etree.SubElement(
+        req, ns.qn(ns.QUERY, "ResponseOption"), returnComposedObjects="true", returnType=return_type
+    )
+    adhoc = etree.SubElement(req, ns.qn(ns.RIM, "AdhocQuery"), id=str(query))
+    if home_community_id:
+        adhoc.set("home", home_community_id)
+    values: dict[str, list[str]] = {k: [encode_query_value(v)] for k, v in params.items()}
+    for name, raw in (raw_params or {}).items():
+        values.setdefault(name, []).extend(raw)
+    for name, vals in values.items():
+        slot = etree.SubElement(adhoc, ns.qn(ns.RIM, "Slot"), name=name)
+        value_list = etree.SubElement(slot, ns.qn(ns.RIM, "ValueList"))
+        for v in vals:
+            etree.SubElement(value_list, ns.qn(ns.RIM, "Value")).text = v
+    return req
+
+
+def retrieve_request(requests_: Sequence[DocumentRequest]) -> etree._Element:
+    """xdsb:RetrieveDocumentSetRequest (ITI TF-2 3.43.4.1.2)."""
+    req = etree.Element(ns.qn(ns.XDSB, "RetrieveDocumentSetRequest"), nsmap={"xdsb": ns.XDSB})
+    for r in requests_:
+        dr = etree.SubElement(req, ns.qn(ns.XDSB, "DocumentRequest"))
+        if r.home_community_id:
+            etree.SubElement(dr, ns.qn(ns.XDSB, "HomeCommunityId")).text = r.home_community_id
+        etree.SubElement(dr, ns.qn(ns.XDSB, "RepositoryUniqueId")).text = r.repository_unique_id
+        etree.SubElement(dr, ns.qn(ns.XDSB, "DocumentUniqueId")).text = r.document_unique_id
+    return req
+
+
 def endpoint_from_wsdl(wsdl_url: str, operation: str = "") -> str:
     """The SOAP 1.2 address of a WSDL's port (the one offering ``operation`` if given), via zeep."""
     from zeep import Client
@@ -286,21 +324,7 @@ class XdsClient:
     ) -> QueryResult:
         """ITI-18 Registry Stored Query; ``params`` are encoded, ``raw_params`` sent verbatim."""
         endpoint = self._need(self.registry, "Document Registry")
-        req = etree.Element(ns.qn(ns.QUERY, "AdhocQueryRequest"), nsmap={"query": ns.QUERY, "rim": ns.RIM})
-        etree.SubElement(
-            req, ns.qn(ns.QUERY, "ResponseOption"), returnComposedObjects="true", returnType=return_type
-        )
-        adhoc = etree.SubElement(req, ns.qn(ns.RIM, "AdhocQuery"), id=str(query))
-        if home_community_id:
-            adhoc.set("home", home_community_id)
-        values: dict[str, list[str]] = {k: [encode_query_value(v)] for k, v in params.items()}
-        for name, raw in (raw_params or {}).items():
-            values.setdefault(name, []).extend(raw)
-        for name, vals in values.items():
-            slot = etree.SubElement(adhoc, ns.qn(ns.RIM, "Slot"), name=name)
-            value_list = etree.SubElement(slot, ns.qn(ns.RIM, "ValueList"))
-            for v in vals:
-                etree.SubElement(value_list, ns.qn(ns.RIM, "Value")).text = v
+        req = adhoc_query_request(query, params, return_type, home_community_id, raw_params)
         reply = endpoint.call(SoapAction.ITI18, req)
         resp = _expect(reply, ns.QUERY, "AdhocQueryResponse")
         base = registry_result(resp)
@@ -341,13 +365,7 @@ class XdsClient:
         """ITI-43: fetch documents into ``out_dir`` (named ``<uniqueId><ext>``), streaming each."""
         endpoint = self._need(self.repository, "Document Repository")
         out_dir.mkdir(parents=True, exist_ok=True)
-        req = etree.Element(ns.qn(ns.XDSB, "RetrieveDocumentSetRequest"), nsmap={"xdsb": ns.XDSB})
-        for r in requests_:
-            dr = etree.SubElement(req, ns.qn(ns.XDSB, "DocumentRequest"))
-            if r.home_community_id:
-                etree.SubElement(dr, ns.qn(ns.XDSB, "HomeCommunityId")).text = r.home_community_id
-            etree.SubElement(dr, ns.qn(ns.XDSB, "RepositoryUniqueId")).text = r.repository_unique_id
-            etree.SubElement(dr, ns.qn(ns.XDSB, "DocumentUniqueId")).text = r.document_unique_id
+        req = retrieve_request(requests_)
         sinks: dict[str, _HashingFileSink] = {}
 
         def open_attachment(part: PartHeaders) -> PartSink:
@@ -418,6 +436,8 @@ __all__ = [
     "TransportError",
     "XdsClient",
     "XdsClientError",
+    "adhoc_query_request",
     "encode_query_value",
     "endpoint_from_wsdl",
+    "retrieve_request",
 ]

@@ -36,7 +36,7 @@ from lxml import etree
 from xds_hub import ns
 from xds_hub.conformance.messages import XPATH_NS
 from xds_hub.conformance.wire import SoapResult
-from xds_hub.domain.vocabulary import ResponseStatus
+from xds_hub.domain.vocabulary import FOLDER_NODE, SUBMISSION_SET_NODE, ResponseStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +62,11 @@ _STATUS_NAMES = {
 #: Answers carrying an ebRS status (RegistryResponse, AdhocQueryResponse, RetrieveDocumentSetResponse).
 _EBXML_NS = frozenset({ns.RS, ns.QUERY, ns.XDSB, ns.LCM})
 _ERROR = "urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error"
+_PACKAGE = "rim:RegistryPackage[rim:Classification/@classificationNode='{}']"
 _KIND_XPATHS = {
     "documents": "rim:ExtrinsicObject",
-    "submission_sets": f"rim:RegistryPackage[rim:Classification/@classificationNode='{'urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd'}']",
-    "folders": f"rim:RegistryPackage[rim:Classification/@classificationNode='{'urn:uuid:d9d542f3-6cc4-48b6-8870-ea235fbc94c2'}']",
+    "submission_sets": _PACKAGE.format(SUBMISSION_SET_NODE),
+    "folders": _PACKAGE.format(FOLDER_NODE),
     "associations": "rim:Association",
     "object_refs": "rim:ObjectRef",
 }
@@ -81,8 +82,7 @@ def _short_status(value: str | None) -> str | None:
 def registry_errors(body: etree._Element) -> list[tuple[str, str]]:
     """(errorCode, severity) of every RegistryError under ``body``."""
     return [
-        (e.get("errorCode", ""), e.get("severity", _ERROR))
-        for e in body.iter(ns.qn(ns.RS, "RegistryError"))
+        (e.get("errorCode", ""), e.get("severity", _ERROR)) for e in body.iter(ns.qn(ns.RS, "RegistryError"))
     ]
 
 
@@ -113,7 +113,9 @@ def _xpath_check(root: etree._Element, spec: Mapping[str, Any]) -> Check:
         want = spec["equals"]
         if isinstance(want, list):
             return _check(name, sorted(texts) == sorted(str(w) for w in want), sorted(want), sorted(texts))
-        return _check(name, texts[:1] == [str(want)] or (len(texts) == 1 and texts[0] == str(want)), want, texts)
+        return _check(
+            name, texts[:1] == [str(want)] or (len(texts) == 1 and texts[0] == str(want)), want, texts
+        )
     if "contains" in spec:
         return _check(name + " contains", str(spec["contains"]) in texts, spec["contains"], texts)
     exists = bool(spec.get("exists", True))
@@ -127,31 +129,60 @@ def soap_checks(result: SoapResult, expect: Mapping[str, Any], response_action: 
     if result.problem and result.body is None:
         return [Check("answer", False, result.problem)]
     if "http_status" in expect:
-        checks.append(_check("HTTP status", result.http_status == int(expect["http_status"]), expect["http_status"], result.http_status))
+        checks.append(
+            _check(
+                "HTTP status",
+                result.http_status == int(expect["http_status"]),
+                expect["http_status"],
+                result.http_status,
+            )
+        )
     want_fault = expect.get("fault", False)
     got_fault = result.fault
     if want_fault:
         if got_fault is None:
-            checks.append(Check("SOAP fault", False, f"expected a SOAP Fault, got {result.body.tag if result.body is not None else None}"))
+            checks.append(
+                Check(
+                    "SOAP fault",
+                    False,
+                    f"expected a SOAP Fault, got {result.body.tag if result.body is not None else None}",
+                )
+            )
             return checks
         if isinstance(want_fault, str):
             checks.append(_check("fault code", got_fault.code == want_fault, want_fault, got_fault.code))
         if "fault_subcode" in expect:
             want = str(expect["fault_subcode"]).split(":")[-1]
             subs = [s.split(":")[-1] for s in got_fault.subcodes]
-            checks.append(_check("fault subcode", want in subs, expect["fault_subcode"], list(got_fault.subcodes)))
+            checks.append(
+                _check("fault subcode", want in subs, expect["fault_subcode"], list(got_fault.subcodes))
+            )
         if not checks:
             checks.append(Check("SOAP fault", True, f"{got_fault.code}: {got_fault.reason}"))
         return checks
     if got_fault is not None:
-        checks.append(Check("no SOAP fault", False, f"got Fault {got_fault.code} {list(got_fault.subcodes)}: {got_fault.reason}"))
+        checks.append(
+            Check(
+                "no SOAP fault",
+                False,
+                f"got Fault {got_fault.code} {list(got_fault.subcodes)}: {got_fault.reason}",
+            )
+        )
         return checks
     body = result.body
     assert body is not None
     if expect.get("addressing", True) and response_action:
-        checks.append(_check("response wsa:Action", result.action == response_action, response_action, result.action))
-        checks.append(_check("wsa:RelatesTo", result.relates_to == result.message_id, result.message_id, result.relates_to))
-    if etree.QName(body).namespace in _EBXML_NS or {"status", "errors", "errors_include", "warnings"} & set(expect):
+        checks.append(
+            _check("response wsa:Action", result.action == response_action, response_action, result.action)
+        )
+        checks.append(
+            _check(
+                "wsa:RelatesTo", result.relates_to == result.message_id, result.message_id, result.relates_to
+            )
+        )
+    if etree.QName(body).namespace in _EBXML_NS or {"status", "errors", "errors_include", "warnings"} & set(
+        expect
+    ):
         checks.extend(_status_checks(body, expect))
     checks.extend(_object_checks(body, expect))
     for spec in expect.get("xpath", []):
@@ -170,7 +201,9 @@ def _status_checks(body: etree._Element, expect: Mapping[str, Any]) -> list[Chec
     checks: list[Check] = []
     response = _registry_response(body)
     status = _short_status(response.get("status"))
-    want = expect.get("status", "Success" if "errors" not in expect and "errors_include" not in expect else None)
+    want = expect.get(
+        "status", "Success" if "errors" not in expect and "errors_include" not in expect else None
+    )
     if want is not None:
         checks.append(_check("status", status == want, want, status))
     errors = registry_errors(response)
@@ -198,7 +231,9 @@ def _object_checks(body: etree._Element, expect: Mapping[str, Any]) -> list[Chec
         return [Check("RegistryObjectList", False, "the answer has no rim:RegistryObjectList")]
     children = [c for c in objects if isinstance(c.tag, str)]
     if "count" in expect:
-        checks.append(_check("object count", len(children) == int(expect["count"]), int(expect["count"]), len(children)))
+        checks.append(
+            _check("object count", len(children) == int(expect["count"]), int(expect["count"]), len(children))
+        )
     for kind, path in _KIND_XPATHS.items():
         if kind in expect:
             n = len(_xpath(objects, path))
@@ -212,7 +247,9 @@ def _object_checks(body: etree._Element, expect: Mapping[str, Any]) -> list[Chec
         checks.append(_check("returned ids include", want <= ids, sorted(want), sorted(ids)))
     if "ids_exclude" in expect:
         bad = set(expect["ids_exclude"]) & ids
-        checks.append(Check("returned ids exclude", not bad, f"unexpected {sorted(bad)}" if bad else "none of them"))
+        checks.append(
+            Check("returned ids exclude", not bad, f"unexpected {sorted(bad)}" if bad else "none of them")
+        )
     return checks
 
 
@@ -227,7 +264,9 @@ def _retrieve_checks(result: SoapResult, body: etree._Element, expect: Mapping[s
         uid = str(spec.get("unique_id", ""))
         resp = by_uid.get(uid)
         if resp is None:
-            checks.append(Check(f"document {uid}", False, f"not returned (got {sorted(k or '' for k in by_uid)})"))
+            checks.append(
+                Check(f"document {uid}", False, f"not returned (got {sorted(k or '' for k in by_uid)})")
+            )
             continue
         doc = resp.find(ns.qn(ns.XDSB, "Document"))
         data = result.part_for(doc) if doc is not None else None
@@ -244,17 +283,25 @@ def _document_checks(uid: str, resp: etree._Element, data: bytes, spec: Mapping[
         got = hashlib.sha1(data).hexdigest()
         checks.append(_check(f"document {uid} sha1", got == str(spec["sha1"]).lower(), spec["sha1"], got))
     if "size" in spec:
-        checks.append(_check(f"document {uid} size", len(data) == int(spec["size"]), int(spec["size"]), len(data)))
+        checks.append(
+            _check(f"document {uid} size", len(data) == int(spec["size"]), int(spec["size"]), len(data))
+        )
     if "content" in spec:
         got_text = data.decode("utf-8", errors="replace")
-        checks.append(_check(f"document {uid} content", got_text == str(spec["content"]), spec["content"], got_text[:200]))
+        checks.append(
+            _check(
+                f"document {uid} content", got_text == str(spec["content"]), spec["content"], got_text[:200]
+            )
+        )
     if spec.get("dicom"):
         checks.append(_dicom_check(uid, data))
     fields_ = {"mime": "mimeType", "repository": "RepositoryUniqueId", "home": "HomeCommunityId"}
     for key, local in fields_.items():
         if key in spec:
             got_value = resp.findtext(ns.qn(ns.XDSB, local))
-            checks.append(_check(f"document {uid} {local}", got_value == str(spec[key]), spec[key], got_value))
+            checks.append(
+                _check(f"document {uid} {local}", got_value == str(spec[key]), spec[key], got_value)
+            )
     return checks
 
 
@@ -363,7 +410,9 @@ def v2_checks(answer: str, sent_control_id: str, expect: Mapping[str, Any]) -> l
     want_ack = expect.get("ack", "AA")
     checks.append(_check("MSA-1", msg.field("MSA-1") == want_ack, want_ack, msg.field("MSA-1")))
     if expect.get("control_id_echo", True):
-        checks.append(_check("MSA-2", msg.field("MSA-2") == sent_control_id, sent_control_id, msg.field("MSA-2")))
+        checks.append(
+            _check("MSA-2", msg.field("MSA-2") == sent_control_id, sent_control_id, msg.field("MSA-2"))
+        )
     if "message_type" in expect:
         got = msg.field("MSH-9")
         checks.append(_check("MSH-9", got == str(expect["message_type"]), expect["message_type"], got))
@@ -385,7 +434,14 @@ def v2_checks(answer: str, sent_control_id: str, expect: Mapping[str, Any]) -> l
         want_ids = {_cx_key(str(v)) for v in expect["ids_include"]}
         checks.append(_check("PID-3 include", want_ids <= got_ids, sorted(want_ids), sorted(got_ids)))
     if "ids_count" in expect:
-        checks.append(_check("PID-3 count", len(got_ids) == int(expect["ids_count"]), int(expect["ids_count"]), len(got_ids)))
+        checks.append(
+            _check(
+                "PID-3 count",
+                len(got_ids) == int(expect["ids_count"]),
+                int(expect["ids_count"]),
+                len(got_ids),
+            )
+        )
     if "no_pid" in expect:
         has = bool(msg.all("PID"))
         checks.append(_check("no PID segment", has != bool(expect["no_pid"]), not expect["no_pid"], has))

@@ -11,20 +11,21 @@ Messages (``[[steps]]`` keys):
   DICOM-MOVE: ``destination`` (an AE title of the target config's ``dicom_nodes``: a storage SCP is
   started on that node's port for the step).
 
-Expectations: ``rejected`` (true: the association must be refused), ``status`` (final DIMSE status, default 0), ``matches`` (C-FIND), ``values``
-(keyword -> the exact set of values over the matches), ``completed``, ``failed``, ``received``
-(instances received by C-GET / the C-MOVE destination), ``received_uids`` (their SOPInstanceUIDs).
+Expectations: ``rejected`` (true: the association must be refused), ``status`` (final DIMSE
+status, default 0), ``matches`` (C-FIND), ``values`` (keyword -> the exact set of values over the
+matches), ``completed``, ``failed``, ``received`` (instances received by C-GET / the C-MOVE
+destination), ``received_uids`` (their SOPInstanceUIDs).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from xds_hub.conformance.checks import Check, _check
 from xds_hub.conformance.transactions import Call, StepRun
@@ -55,8 +56,14 @@ def make_instance(call: Call, spec: Mapping[str, Any]) -> Dataset:
     ds.StudyInstanceUID = ctx.uid(f"dicom.study.{spec.get('study', 'study1')}")
     ds.SeriesInstanceUID = ctx.uid(f"dicom.series.{spec.get('series', 'series1')}")
     ds.PatientID = str(spec.get("patient_id", ctx.local_id("main", 0)))
-    ds.IssuerOfPatientID = str(spec.get("issuer", ctx.target.domain.establishments[0].assigning_authority
-                                        if ctx.target.domain.establishments else ""))
+    ds.IssuerOfPatientID = str(
+        spec.get(
+            "issuer",
+            ctx.target.domain.establishments[0].assigning_authority
+            if ctx.target.domain.establishments
+            else "",
+        )
+    )
     ds.PatientName = str(spec.get("patient_name", "Conformance^Patient"))
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
@@ -202,7 +209,9 @@ def _store(call: Call, exchange: Exchange) -> dict[str, Any]:
             statuses.append(int(status.Status) if status else -1)
     finally:
         assoc.release()
-    exchange.response = "\n".join(f"{ds.SOPInstanceUID}: status 0x{s:04X}" for ds, s in zip(instances, statuses, strict=True))
+    exchange.response = "\n".join(
+        f"{ds.SOPInstanceUID}: status 0x{s:04X}" for ds, s in zip(instances, statuses, strict=True)
+    )
     worst = next((s for s in statuses if s != 0), 0)
     return {"status": worst, "completed": statuses.count(0), "failed": sum(1 for s in statuses if s != 0)}
 
@@ -225,7 +234,9 @@ def _find(call: Call, exchange: Exchange) -> dict[str, Any]:
                 matches.append(found)
     finally:
         assoc.release()
-    exchange.response = f"final status 0x{final:04X}, {len(matches)} matches\n\n" + "\n\n".join(_show(m) for m in matches)
+    exchange.response = f"final status 0x{final:04X}, {len(matches)} matches\n\n" + "\n\n".join(
+        _show(m) for m in matches
+    )
     return {"status": final, "matches": matches}
 
 
@@ -260,7 +271,9 @@ def _retrieve(call: Call, exchange: Exchange, kind: str) -> dict[str, Any]:
     final, completed, failed = -1, 0, 0
     try:
         responses = (
-            assoc.send_c_get(identifier, model) if kind == "get" else assoc.send_c_move(identifier, destination, model)
+            assoc.send_c_get(identifier, model)
+            if kind == "get"
+            else assoc.send_c_move(identifier, destination, model)
         )
         for status, _ in responses:
             if not status:
@@ -279,12 +292,20 @@ def _retrieve(call: Call, exchange: Exchange, kind: str) -> dict[str, Any]:
     return {"status": final, "completed": completed, "failed": failed, "received": received.uids}
 
 
-_OPERATIONS = {
+def _move(call: Call, exchange: Exchange) -> dict[str, Any]:
+    return _retrieve(call, exchange, "move")
+
+
+def _get(call: Call, exchange: Exchange) -> dict[str, Any]:
+    return _retrieve(call, exchange, "get")
+
+
+_OPERATIONS: dict[str, Callable[[Call, Exchange], dict[str, Any]]] = {
     "echo": _echo,
     "store": _store,
     "find": _find,
-    "move": lambda c, e: _retrieve(c, e, "move"),
-    "get": lambda c, e: _retrieve(c, e, "get"),
+    "move": _move,
+    "get": _get,
 }
 
 
@@ -293,23 +314,50 @@ def _checks(outcome: Mapping[str, Any], expect: Mapping[str, Any]) -> list[Check
         return [Check("association rejected", False, "the association was accepted")]
     checks: list[Check] = []
     want_status = int(expect.get("status", 0))
-    checks.append(_check("DIMSE status", outcome.get("status") == want_status, f"0x{want_status:04X}", f"0x{int(outcome.get('status', -1)) & 0xFFFF:04X}"))
+    checks.append(
+        _check(
+            "DIMSE status",
+            outcome.get("status") == want_status,
+            f"0x{want_status:04X}",
+            f"0x{int(outcome.get('status', -1)) & 0xFFFF:04X}",
+        )
+    )
     matches: list[Dataset] = outcome.get("matches", [])
     if "matches" in expect:
-        checks.append(_check("C-FIND matches", len(matches) == int(expect["matches"]), int(expect["matches"]), len(matches)))
+        checks.append(
+            _check(
+                "C-FIND matches", len(matches) == int(expect["matches"]), int(expect["matches"]), len(matches)
+            )
+        )
     for keyword, values in expect.get("values", {}).items():
         got = {str(getattr(m, keyword, "")) for m in matches}
         want = {str(v) for v in (values if isinstance(values, list) else [values])}
         checks.append(_check(f"C-FIND {keyword}", got == want, sorted(want), sorted(got)))
     for key in ("completed", "failed"):
         if key in expect:
-            checks.append(_check(f"{key} sub-operations", outcome.get(key) == int(expect[key]), int(expect[key]), outcome.get(key)))
+            checks.append(
+                _check(
+                    f"{key} sub-operations",
+                    outcome.get(key) == int(expect[key]),
+                    int(expect[key]),
+                    outcome.get(key),
+                )
+            )
     received: list[str] = outcome.get("received", [])
     if "received" in expect:
-        checks.append(_check("instances received", len(received) == int(expect["received"]), int(expect["received"]), len(received)))
+        checks.append(
+            _check(
+                "instances received",
+                len(received) == int(expect["received"]),
+                int(expect["received"]),
+                len(received),
+            )
+        )
     if "received_uids" in expect:
         want_set = set(expect["received_uids"])
-        checks.append(_check("received SOPInstanceUIDs", set(received) == want_set, sorted(want_set), sorted(received)))
+        checks.append(
+            _check("received SOPInstanceUIDs", set(received) == want_set, sorted(want_set), sorted(received))
+        )
     return checks
 
 
@@ -323,7 +371,7 @@ def make_kos(ctx: Any, spec: Mapping[str, Any]) -> bytes:
 
     from pydicom.filewriter import dcmwrite
 
-    kos_class = "1.2.840.10008.5.1.4.1.1.88.59"
+    kos_class = UID("1.2.840.10008.5.1.4.1.1.88.59")
     study = str(spec["study"])
     location = str(spec.get("retrieve_location", ctx.target.domain.imaging_source_unique_id))
     ds = Dataset()
@@ -377,7 +425,7 @@ def make_kos(ctx: Any, spec: Mapping[str, Any]) -> bytes:
     ds.ContentSequence = content
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = kos_class
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     out = BytesIO()
     dcmwrite(out, ds, enforce_file_format=True)

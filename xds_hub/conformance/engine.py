@@ -81,7 +81,11 @@ def feed_patient(ctx: Context, name: str) -> tuple[bool, Exchange]:
     if mode == "iti8" and t.pix_mllp is not None:
         control = f"FEED{ctx.run_id}{name}"[:20]
         answer, exchange = mllp_call(
-            t.pix_mllp.host, t.pix_mllp.port, _adt_a01(ctx, patient.cx, control), f"ITI-8 feed {name}", t.timeout
+            t.pix_mllp.host,
+            t.pix_mllp.port,
+            _adt_a01(ctx, patient.cx, control),
+            f"ITI-8 feed {name}",
+            t.timeout,
         )
         fields = answer.split("\r")
         msa = next((s.split("|") for s in fields if s.startswith("MSA")), [])
@@ -114,7 +118,9 @@ def feed_patient(ctx: Context, name: str) -> tuple[bool, Exchange]:
 class Runner:
     """Runs scenarios against one target; ``on_result`` is called as each scenario ends."""
 
-    def __init__(self, target: Target, jobs: int = 4, on_result: Callable[[ScenarioResult], None] | None = None) -> None:
+    def __init__(
+        self, target: Target, jobs: int = 4, on_result: Callable[[ScenarioResult], None] | None = None
+    ) -> None:
         self.target = target
         self.jobs = max(1, jobs)
         self.on_result = on_result

@@ -44,9 +44,7 @@ XPATH_NS: dict[str, str] = {
 }
 
 #: Stored-query names (as in ITI TF-2 Table 3.18.4.1.2.3.7-1, without spaces) -> query id.
-QUERY_IDS: dict[str, str] = {
-    "".join(w.capitalize() for w in q.name.split("_")): q.value for q in StoredQuery
-}
+QUERY_IDS: dict[str, str] = {"".join(w.capitalize() for w in q.name.split("_")): q.value for q in StoredQuery}
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
 
@@ -97,7 +95,9 @@ def _document_requests(parent: etree._Element, docs: Sequence[Mapping[str, Any]]
         if doc.get("home"):
             etree.SubElement(dr, _q(ns.XDSB, "HomeCommunityId")).text = str(doc["home"])
         if doc.get("repository", default_repo) is not None and "no_repository" not in doc:
-            etree.SubElement(dr, _q(ns.XDSB, "RepositoryUniqueId")).text = str(doc.get("repository", default_repo))
+            etree.SubElement(dr, _q(ns.XDSB, "RepositoryUniqueId")).text = str(
+                doc.get("repository", default_repo)
+            )
         etree.SubElement(dr, _q(ns.XDSB, "DocumentUniqueId")).text = str(doc.get("unique_id", ""))
 
 

@@ -80,23 +80,35 @@ def write_junit(results: Sequence[ScenarioResult], path: Path, target: Target) -
         members = sorted(groups[group], key=lambda r: r.scenario.id)
         c = counts(members)
         suite = etree.SubElement(
-            root, "testsuite", name=group, tests=str(len(members)), failures=str(c[FAILED]),
-            errors=str(c[ERROR]), skipped=str(c[SKIPPED]), time=f"{sum(r.duration for r in members):.3f}",
-            timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"), hostname=platform.node(),
+            root,
+            "testsuite",
+            name=group,
+            tests=str(len(members)),
+            failures=str(c[FAILED]),
+            errors=str(c[ERROR]),
+            skipped=str(c[SKIPPED]),
+            time=f"{sum(r.duration for r in members):.3f}",
+            timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            hostname=platform.node(),
         )
         props = etree.SubElement(suite, "properties")
         etree.SubElement(props, "property", name="target", value=target.base_url)
         for r in members:
             case = etree.SubElement(
-                suite, "testcase", classname=group.replace("/", "."), name=r.scenario.id.rsplit("/", 1)[-1],
+                suite,
+                "testcase",
+                classname=group.replace("/", "."),
+                name=r.scenario.id.rsplit("/", 1)[-1],
                 time=f"{r.duration:.3f}",
             )
             if r.outcome == FAILED:
-                etree.SubElement(case, "failure", message=r.message[:500], type="ConformanceFailure").text = (
-                    "\n".join(r.failures)
-                )
+                etree.SubElement(
+                    case, "failure", message=r.message[:500], type="ConformanceFailure"
+                ).text = "\n".join(r.failures)
             elif r.outcome == ERROR:
-                etree.SubElement(case, "error", message=r.message[:500], type="ScenarioError").text = r.message
+                etree.SubElement(
+                    case, "error", message=r.message[:500], type="ScenarioError"
+                ).text = r.message
             elif r.outcome == SKIPPED:
                 etree.SubElement(case, "skipped", message=r.message)
             etree.SubElement(case, "system-out").text = _exchange_text(r)
@@ -132,17 +144,22 @@ def _scenario_html(r: ScenarioResult) -> str:
         parts.append(f'<p class="{r.outcome}">{_e(r.message)}</p>')
     for step in r.steps:
         parts.append(
-            f'<details{" open" if step.outcome in (FAILED, ERROR) else ""}><summary>step <b>{_e(step.name)}</b> '
-            f'{_e(step.transaction)}: <span class="{step.outcome}">{_e(step.outcome)}</span> {_e(step.message)}</summary>'
+            f"<details{' open' if step.outcome in (FAILED, ERROR) else ''}>"
+            f"<summary>step <b>{_e(step.name)}</b> {_e(step.transaction)}: "
+            f'<span class="{step.outcome}">{_e(step.outcome)}</span> {_e(step.message)}</summary>'
         )
         if step.checks:
             parts.append("<ul>")
             for c in step.checks:
                 cls = "check-ok" if c.ok else "check-fail"
-                parts.append(f'<li class="{cls}">{"ok" if c.ok else "FAIL"} {_e(c.name)}: {_e(c.detail)}</li>')
+                parts.append(
+                    f'<li class="{cls}">{"ok" if c.ok else "FAIL"} {_e(c.name)}: {_e(c.detail)}</li>'
+                )
             parts.append("</ul>")
         for ex in step.exchanges:
-            parts.append(f"<details><summary>{_e(ex.kind)} {_e(ex.title)} ({ex.elapsed * 1000:.0f} ms)</summary>")
+            parts.append(
+                f"<details><summary>{_e(ex.kind)} {_e(ex.title)} ({ex.elapsed * 1000:.0f} ms)</summary>"
+            )
             parts.append(f"<p>request</p><pre>{_e(ex.request)}</pre>")
             if ex.error:
                 parts.append(f'<p class="error">{_e(ex.error)}</p>')

@@ -36,9 +36,7 @@ from typing import Any
 _STEP_META = frozenset(
     {"name", "transaction", "expect", "capture", "mutate", "description", "continue_on_failure", "delay"}
 )
-_SCENARIO_KEYS = frozenset(
-    {"title", "tf", "description", "tags", "requires", "patients", "steps", "skip"}
-)
+_SCENARIO_KEYS = frozenset({"title", "tf", "description", "tags", "requires", "patients", "steps", "skip"})
 
 
 class ScenarioError(Exception):
@@ -197,9 +195,7 @@ def select(selectors: Sequence[str], root: Path | None = None) -> list[Scenario]
             continue
         key = selector.strip("/")
         matched = [
-            sid
-            for sid in catalogue
-            if sid == key or sid.startswith(key + "/") or fnmatch.fnmatch(sid, key)
+            sid for sid in catalogue if sid == key or sid.startswith(key + "/") or fnmatch.fnmatch(sid, key)
         ]
         if not matched:
             raise ScenarioError(f"no scenario matches {selector!r}")

@@ -53,7 +53,9 @@ class BuildError(Exception):
 _DEFAULT_CODES: dict[str, Code] = {
     "classCode": Code("REPORTS", "1.3.6.1.4.1.19376.1.2.6.1", "Reports"),
     "typeCode": Code("34108-1", "2.16.840.1.113883.6.1", "Outpatient Note"),
-    "formatCode": Code("urn:ihe:iti:xds:2017:mimeTypeSufficient", "1.3.6.1.4.1.19376.1.2.3", "Mime sufficient"),
+    "formatCode": Code(
+        "urn:ihe:iti:xds:2017:mimeTypeSufficient", "1.3.6.1.4.1.19376.1.2.3", "Mime sufficient"
+    ),
     "healthcareFacilityTypeCode": Code("22232009", "2.16.840.1.113883.6.96", "Hospital"),
     "practiceSettingCode": Code("394802001", "2.16.840.1.113883.6.96", "General medicine"),
     "confidentialityCode": Code("N", "2.16.840.1.113883.5.25", "normal"),
@@ -127,8 +129,10 @@ def _convert(cls: type, name: str, value: Any) -> Any:
     if "tuple[Slot" in kind:
         return tuple(Slot(str(s["name"]), tuple(str(v) for v in s["values"])) for s in value)
     if "ObjectType" in kind:
-        return ObjectType.ON_DEMAND_DOCUMENT if value in ("on-demand", ObjectType.ON_DEMAND_DOCUMENT) else (
-            ObjectType.STABLE_DOCUMENT
+        return (
+            ObjectType.ON_DEMAND_DOCUMENT
+            if value in ("on-demand", ObjectType.ON_DEMAND_DOCUMENT)
+            else (ObjectType.STABLE_DOCUMENT)
         )
     if "tuple[str" in kind:
         return tuple(str(v) for v in (value if isinstance(value, list) else [value]))
@@ -251,7 +255,20 @@ class _Builder:
         doc = _apply(
             doc,
             desc,
-            frozenset({"id", "content", "content_size", "content_hex", "kos", "mime", "attach", "member", "lid", "previous_version"}),
+            frozenset(
+                {
+                    "id",
+                    "content",
+                    "content_size",
+                    "content_hex",
+                    "kos",
+                    "mime",
+                    "attach",
+                    "member",
+                    "lid",
+                    "previous_version",
+                }
+            ),
         )
         self.record(f"{local}.uuid", doc.entry_uuid)
         self.record(f"{local}.uid", doc.unique_id)
@@ -277,12 +294,18 @@ class _Builder:
         folder = _apply(folder, desc, frozenset({"id", "documents", "lid", "previous_version"}))
         self.record(f"{local}.uuid", folder.entry_uuid)
         self.record(f"{local}.uid", folder.unique_id)
-        return folder
+        return folder  # type: ignore[no-any-return]
 
-    def has_member(self, source: str, target: str, status: str | None, extra: Sequence[Slot] = ()) -> Association:
+    def has_member(
+        self, source: str, target: str, status: str | None, extra: Sequence[Slot] = ()
+    ) -> Association:
         return Association(
-            self.assoc_id(), AssociationType.HAS_MEMBER, source, target,
-            submission_set_status=status, extra_slots=tuple(extra),
+            self.assoc_id(),
+            AssociationType.HAS_MEMBER,
+            source,
+            target,
+            submission_set_status=status,
+            extra_slots=tuple(extra),
         )
 
     def build(self) -> Built:
@@ -297,12 +320,20 @@ class _Builder:
             if desc.get("attach", True):
                 built.documents[doc.entry_uuid] = (content, doc.mime_type)
             if desc.get("member", True):
-                prev = [Slot("PreviousVersion", (str(desc["previous_version"]),))] if "previous_version" in desc else []
+                prev = (
+                    [Slot("PreviousVersion", (str(desc["previous_version"]),))]
+                    if "previous_version" in desc
+                    else []
+                )
                 assocs.append(self.has_member(ss.entry_uuid, doc.entry_uuid, "Original", prev))
         for desc in self.desc.get("folders", []):
             folder = self.folder(desc)
             folders.append(folder)
-            prev = [Slot("PreviousVersion", (str(desc["previous_version"]),))] if "previous_version" in desc else []
+            prev = (
+                [Slot("PreviousVersion", (str(desc["previous_version"]),))]
+                if "previous_version" in desc
+                else []
+            )
             assocs.append(self.has_member(ss.entry_uuid, folder.entry_uuid, None, prev))
             for member in desc.get("documents", []):
                 inner = self.has_member(folder.entry_uuid, self.ref(str(member)), None)
@@ -337,14 +368,20 @@ class _Builder:
             )
             assocs.append(
                 Association(
-                    self.assoc_id(), AssociationType.UPDATE_AVAILABILITY_STATUS, ss.entry_uuid,
-                    self.ref(str(desc["target"])), extra_slots=slots,
+                    self.assoc_id(),
+                    AssociationType.UPDATE_AVAILABILITY_STATUS,
+                    ss.entry_uuid,
+                    self.ref(str(desc["target"])),
+                    extra_slots=slots,
                 )
             )
         refs = tuple(ObjectRef(str(r)) for r in self.desc.get("object_refs", []))
         built.submission = Submission(
-            submission_set=ss, documents=tuple(docs), folders=tuple(folders),
-            associations=tuple(assocs), object_refs=refs,
+            submission_set=ss,
+            documents=tuple(docs),
+            folders=tuple(folders),
+            associations=tuple(assocs),
+            object_refs=refs,
         )
         for local, value in self.ids.items():
             self.record(f"{local}.uuid", value)

@@ -72,9 +72,12 @@ Runner = Callable[[Call], StepRun]
 # ------------------------------------------------------------------------------------------------
 
 
-def _payload(call: Call, build: Callable[[], tuple[etree._Element, list[Part]]]) -> tuple[etree._Element, list[Part]]:
+def _payload(
+    call: Call, build: Callable[[], tuple[etree._Element, list[Part]]]
+) -> tuple[etree._Element, list[Part]]:
+    parts: list[Part] = []
     if "template" in call.message or "xml" in call.message:
-        payload, parts = msg.from_template(call.message, call.ctx, call.base), []
+        payload = msg.from_template(call.message, call.ctx, call.base)
     else:
         payload, parts = build()
     return msg.mutate(payload, call.step.mutate), parts
@@ -114,7 +117,9 @@ def _send(
     run.checks = chk.soap_checks(result, call.expect, response_action)
     if "ack_v3" in call.expect:
         got = chk.capture_xpath(result, "//hl7:acknowledgement/hl7:typeCode/@code")
-        run.checks.append(chk._check("HL7 v3 acknowledgement", got == call.expect["ack_v3"], call.expect["ack_v3"], got))
+        run.checks.append(
+            chk._check("HL7 v3 acknowledgement", got == call.expect["ack_v3"], call.expect["ack_v3"], got)
+        )
     _capture(call, result)
     return run
 
@@ -150,7 +155,15 @@ def _provide(call: Call) -> StepRun:
         return render_provide_and_register(built.submission, refs), parts
 
     payload, parts = _payload(call, build)
-    return _send(call, call.ctx.target.repository_path, SoapAction.ITI41, SoapAction.ITI41_RESPONSE, payload, parts, mtom)
+    return _send(
+        call,
+        call.ctx.target.repository_path,
+        SoapAction.ITI41,
+        SoapAction.ITI41_RESPONSE,
+        payload,
+        parts,
+        mtom,
+    )
 
 
 def _register(action: SoapAction, response: SoapAction) -> Runner:
@@ -174,7 +187,9 @@ def _simple(
 ) -> Runner:
     def run(call: Call) -> StepRun:
         payload, parts = _payload(call, lambda: (builder(call), []))
-        return _send(call, path_of(call.ctx), action, response, payload, parts, bool(call.message.get("mtom", mtom)))
+        return _send(
+            call, path_of(call.ctx), action, response, payload, parts, bool(call.message.get("mtom", mtom))
+        )
 
     return run
 
@@ -199,8 +214,13 @@ def _soap_generic(call: Call) -> StepRun:
         payload, parts = _payload(call, lambda: (_generic_body(call), []))
     response = call.message.get("response_action")
     return _send(
-        call, _endpoint(call), str(call.message.get("action", "")), str(response) if response else None,
-        payload, parts, bool(call.message.get("mtom", False)),
+        call,
+        _endpoint(call),
+        str(call.message.get("action", "")),
+        str(response) if response else None,
+        payload,
+        parts,
+        bool(call.message.get("mtom", False)),
     )
 
 
@@ -220,7 +240,9 @@ def _generic_body(call: Call) -> etree._Element:
 
 def _http_get(call: Call) -> StepRun:
     t = call.ctx.target
-    status, body, exchange = http_get(call.session, t.url(str(call.message.get("path", "/"))), call.step.name, t.timeout)
+    status, body, exchange = http_get(
+        call.session, t.url(str(call.message.get("path", "/"))), call.step.name, t.timeout
+    )
     run = StepRun(exchanges=[exchange])
     if exchange.error:
         run.checks.append(chk.Check("answer", False, exchange.error))
@@ -255,7 +277,9 @@ def _mllp(call: Call) -> StepRun:
         return StepRun(error="this step needs the target's MLLP address (--pix-mllp HOST:PORT)")
     text = v2_text(call).strip()
     control_id = chk.V2.parse(text).field("MSH-10")
-    answer, exchange = mllp_call(t.pix_mllp.host, t.pix_mllp.port, text, f"{call.step.transaction} {call.step.name}", t.timeout)
+    answer, exchange = mllp_call(
+        t.pix_mllp.host, t.pix_mllp.port, text, f"{call.step.transaction} {call.step.name}", t.timeout
+    )
     run = StepRun(exchanges=[exchange])
     run.checks = chk.v2_checks(answer, control_id, call.expect)
     for name, path in call.step.capture.items():
@@ -284,31 +308,45 @@ TRANSACTIONS: dict[str, Runner] = {
     "ITI-42": _register(SoapAction.ITI42, SoapAction.ITI42_RESPONSE),
     "ITI-57": _register(SoapAction.ITI57, SoapAction.ITI57_RESPONSE),
     "ITI-18": _simple(
-        _paths("registry_path"), SoapAction.ITI18, SoapAction.ITI18_RESPONSE,
+        _paths("registry_path"),
+        SoapAction.ITI18,
+        SoapAction.ITI18_RESPONSE,
         lambda c: msg.build_query(c.message.get("query", {})),
     ),
     "ITI-62": _simple(
-        _paths("registry_path"), SoapAction.ITI62, SoapAction.ITI62_RESPONSE,
+        _paths("registry_path"),
+        SoapAction.ITI62,
+        SoapAction.ITI62_RESPONSE,
         lambda c: msg.build_remove_metadata(c.message.get("remove", {})),
     ),
     "ITI-43": _simple(
-        _paths("repository_path"), SoapAction.ITI43, SoapAction.ITI43_RESPONSE,
+        _paths("repository_path"),
+        SoapAction.ITI43,
+        SoapAction.ITI43_RESPONSE,
         lambda c: msg.build_retrieve(c.message.get("retrieve", {}), c.ctx),
     ),
     "ITI-86": _simple(
-        _paths("repository_path"), SoapAction.ITI86, SoapAction.ITI86_RESPONSE,
+        _paths("repository_path"),
+        SoapAction.ITI86,
+        SoapAction.ITI86_RESPONSE,
         lambda c: msg.build_remove_documents(c.message.get("remove_documents", {}), c.ctx),
     ),
     "RAD-69": _simple(
-        _paths("imaging_path"), SoapAction.RAD69, SoapAction.RAD69_RESPONSE,
+        _paths("imaging_path"),
+        SoapAction.RAD69,
+        SoapAction.RAD69_RESPONSE,
         lambda c: msg.build_imaging_retrieve(c.message.get("imaging_retrieve", {}), c.ctx),
     ),
     "ITI-44": lambda c: _simple(
-        _paths("pix_path"), SoapAction(str(c.message.get("action", SoapAction.ITI44_ADD))),
-        SoapAction.ITI44_RESPONSE, lambda _c: msg.from_template(_c.message, _c.ctx, _c.base),
+        _paths("pix_path"),
+        SoapAction(str(c.message.get("action", SoapAction.ITI44_ADD))),
+        SoapAction.ITI44_RESPONSE,
+        lambda _c: msg.from_template(_c.message, _c.ctx, _c.base),
     )(c),
     "ITI-45": _simple(
-        _paths("pix_path"), SoapAction.ITI45, SoapAction.ITI45_RESPONSE,
+        _paths("pix_path"),
+        SoapAction.ITI45,
+        SoapAction.ITI45_RESPONSE,
         lambda c: msg.from_template(c.message, c.ctx, c.base),
     ),
     "ITI-8": _mllp,

@@ -122,7 +122,11 @@ def show_http(
         boundary = _param(content_type, "boundary")
         for part in split_multipart(body, boundary) if boundary else []:
             lines.append(f"--- part <{part.content_id}> {part.content_type}")
-            lines.append(_pretty(part.data) if "xml" in part.content_type else _show_bytes(part.data, part.content_type))
+            lines.append(
+                _pretty(part.data)
+                if "xml" in part.content_type
+                else _show_bytes(part.data, part.content_type)
+            )
         if not boundary:
             lines.append(body.decode("utf-8", errors="replace"))
     elif "xml" in media:
@@ -145,21 +149,27 @@ def _param(content_type: str, name: str) -> str:
 
 
 def split_multipart(body: bytes, boundary: str) -> list[Part]:
-    """The parts of a multipart body (RFC 2046), in order; lenient about preamble and epilogue."""
+    """The parts of a multipart body (RFC 2046), in order; lenient about preamble and epilogue, and
+    about bare LF line ends (captures saved by editors)."""
     delimiter = b"--" + boundary.encode("latin-1")
     chunks = body.split(delimiter)
     parts: list[Part] = []
     for chunk in chunks[1:]:
         if chunk.startswith(b"--"):
             break
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk.lstrip(b"\r\n")
+        chunk = chunk.lstrip(b" \t")
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk[1:] if chunk.startswith(b"\n") else chunk
         head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = chunk.partition(b"\n\n")
         if not sep:
             continue
         if content.endswith(b"\r\n"):
             content = content[:-2]
+        elif content.endswith(b"\n"):
+            content = content[:-1]
         headers: dict[str, str] = {}
-        for line in head.decode("latin-1").split("\r\n"):
+        for line in head.decode("latin-1").splitlines():
             key, colon, value = line.partition(":")
             if colon:
                 headers[key.strip().lower()] = value.strip()
@@ -174,7 +184,8 @@ def mtom_body(envelope: bytes, parts: Sequence[Part], action: str) -> tuple[byte
     root_id = f"root.{uuid.uuid4().hex}@conformance"
     out = [
         f"--{boundary}\r\n"
-        f'Content-Type: application/xop+xml; charset=UTF-8; type="application/soap+xml"; action="{action}"\r\n'
+        "Content-Type: application/xop+xml; charset=UTF-8; "
+        f'type="application/soap+xml"; action="{action}"\r\n'
         "Content-Transfer-Encoding: binary\r\n"
         f"Content-ID: <{root_id}>\r\n\r\n".encode(),
         envelope,
@@ -213,7 +224,9 @@ def envelope(
     """A SOAP envelope with the WS-Addressing headers of ITI TF-2 V.3.2 (``omit`` drops some)."""
     env = etree.Element(ns.qn(soap_ns, "Envelope"), nsmap={"soap": soap_ns, "wsa": ns.WSA})
     header = etree.SubElement(env, ns.qn(soap_ns, "Header"))
-    mu = {ns.qn(soap_ns, "mustUnderstand"): "true" if soap_ns == ns.SOAP12 else "1"} if must_understand else {}
+    mu = (
+        {ns.qn(soap_ns, "mustUnderstand"): "true" if soap_ns == ns.SOAP12 else "1"} if must_understand else {}
+    )
     if "Action" not in omit:
         etree.SubElement(header, ns.qn(ns.WSA, "Action"), mu).text = action
     if "MessageID" not in omit:
@@ -328,7 +341,9 @@ def soap_call(
     return result
 
 
-def http_get(session: requests.Session, url: str, title: str, timeout: float = 60.0) -> tuple[int, bytes, Exchange]:
+def http_get(
+    session: requests.Session, url: str, title: str, timeout: float = 60.0
+) -> tuple[int, bytes, Exchange]:
     exchange = Exchange("http", title, f"GET {url}")
     started = time.monotonic()
     try:

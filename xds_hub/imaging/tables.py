@@ -125,6 +125,8 @@ imaging_manifest = Table(
     Column("instance_count", Integer, nullable=False),
     Column("covers_seq", BigInteger, nullable=False),
     Column("published", BigInteger, nullable=False),
+    #: pending (written before registration) | registered | failed
+    Column("status", String(16), nullable=False),
     #: The kos_uid of the manifest that replaced this one (RPLC), if any.
     Column("replaced_by", UID),
     Index("ix_imaging_manifest_study", "study_uid", "published"),

@@ -45,8 +45,8 @@ _PRIOR = (
 )
 
 
-def _ids(elements: list[etree._Element]) -> tuple[RawId, ...]:
-    found = (v3.raw_id(e, v3.element_path(e)) for e in elements)
+def _ids(elements: list[etree._Element], root: etree._Element) -> tuple[RawId, ...]:
+    found = (v3.raw_id(e, v3.element_path(e, root)) for e in elements)
     return tuple(r for r in found if r is not None)
 
 
@@ -76,14 +76,14 @@ def parse_feed(body: etree._Element, interaction: str, kind: FeedKind) -> FeedEv
             "controlActProcess/subject/registrationEvent/subject1/patient is missing",
             root,
         )
-    ids = _ids(v3.xpath(patient, "v3:id"))
+    ids = _ids(v3.xpath(patient, "v3:id"), body)
     if not ids:
         raise Hl7Error.one(Hl7ErrorCode.REQUIRED_FIELD_MISSING, "patient/id is missing", f"{root}/id")
     person = v3.first(patient, "v3:patientPerson")
-    others = _ids(v3.xpath(patient, "v3:patientPerson/v3:asOtherIDs/v3:id"))
+    others = _ids(v3.xpath(patient, "v3:patientPerson/v3:asOtherIDs/v3:id"), body)
     prior: tuple[RawId, ...] = ()
     if kind is FeedKind.MERGE:
-        prior = _ids(v3.xpath(body, _PRIOR))
+        prior = _ids(v3.xpath(body, _PRIOR), body)
         if not prior:
             raise Hl7Error.one(
                 Hl7ErrorCode.REQUIRED_FIELD_MISSING,

@@ -118,18 +118,20 @@ def raw_id(el: etree._Element, path: str) -> RawId | None:
     )
 
 
-def element_path(el: etree._Element) -> str:
-    """An XPath naming ``el`` (``/PRPA_IN201301UV02/controlActProcess/.../id[2]``)."""
+def element_path(el: etree._Element, root: etree._Element) -> str:
+    """An XPath naming ``el`` from the interaction element ``root`` (``/PRPA_IN201301UV02/.../id[2]``)."""
     steps = []
     node: etree._Element | None = el
     while node is not None:
         local = etree.QName(node).localname
         parent = node.getparent()
-        if parent is not None:
+        if parent is not None and node is not root:
             same = [c for c in parent if isinstance(c.tag, str) and etree.QName(c).localname == local]
             if len(same) > 1:
                 local += f"[{same.index(node) + 1}]"
         steps.append(local)
+        if node is root:
+            break
         node = parent
     return "/" + "/".join(reversed(steps))
 

@@ -205,6 +205,19 @@ class CrossReference:
             candidate = Identifier(self.domain.assigning_authority, f"{base}-{n}")
         return candidate
 
+    @staticmethod
+    def _row(
+        ident: Identifier, person_id: int, now: str, demographics: str | None = None
+    ) -> dict[str, object]:
+        return {
+            "authority": ident.authority,
+            "value": ident.value,
+            "person_id": person_id,
+            "merged_into": None,
+            "demographics": demographics,
+            "updated": now,
+        }
+
     def _insert(self, conn: Connection, rows: list[dict[str, object]]) -> None:
         if rows:
             conn.execute(insert(pix_identity), rows)
@@ -289,32 +302,13 @@ class CrossReference:
             person_id = self._new_person(conn, now)
         new = [f for f in fed if f.ident not in rows]
         demographics = json.dumps(event.demographics.as_dict()) if event.demographics.as_dict() else None
-        insert_rows: list[dict[str, object]] = [
-            {
-                "authority": f.ident.authority,
-                "value": f.ident.value,
-                "person_id": person_id,
-                "merged_into": None,
-                "demographics": demographics if f.own else None,
-                "updated": now,
-            }
-            for f in new
-        ]
+        insert_rows = [self._row(f.ident, person_id, now, demographics if f.own else None) for f in new]
         affinity_new = [
             (f.ident, f.where) for f in new if self.kind(f.ident.authority) is DomainKind.AFFINITY
         ]
         if not fed_affinity and not self._affinity_ids(members) and self.pix.allocation == "allocate":
             allocated = self._allocate(conn, person_id)
-            insert_rows.append(
-                {
-                    "authority": allocated.authority,
-                    "value": allocated.value,
-                    "person_id": person_id,
-                    "merged_into": None,
-                    "demographics": None,
-                    "updated": now,
-                }
-            )
+            insert_rows.append(self._row(allocated, person_id, now))
             affinity_new.append((allocated, Where()))
         self._insert(conn, insert_rows)
         known_own = [f.ident for f in fed if f.own and f.ident in rows]
@@ -360,19 +354,7 @@ class CrossReference:
         members = self.members(conn, person_id)
         if not self._affinity_ids(members) and self.pix.allocation == "allocate":
             allocated = self._allocate(conn, person_id)
-            self._insert(
-                conn,
-                [
-                    {
-                        "authority": allocated.authority,
-                        "value": allocated.value,
-                        "person_id": person_id,
-                        "merged_into": None,
-                        "demographics": None,
-                        "updated": now,
-                    }
-                ],
-            )
+            self._insert(conn, [self._row(allocated, person_id, now)])
             self._register(conn, allocated, Where())
             members = self.members(conn, person_id)
         sent = self._notify(conn, person_id, now)
@@ -417,19 +399,7 @@ class CrossReference:
         demographics = json.dumps(demo.as_dict()) if demo.as_dict() else None
         if survivor is None:
             person_id = prior.person_id
-            self._insert(
-                conn,
-                [
-                    {
-                        "authority": new.ident.authority,
-                        "value": new.ident.value,
-                        "person_id": person_id,
-                        "merged_into": None,
-                        "demographics": demographics,
-                        "updated": now,
-                    }
-                ],
-            )
+            self._insert(conn, [self._row(new.ident, person_id, now, demographics)])
             if self.kind(new.ident.authority) is DomainKind.AFFINITY:
                 self._register(conn, new.ident, new.where)
         else:
@@ -437,16 +407,23 @@ class CrossReference:
             if demographics is not None:
                 self._update_demographics(conn, [new.ident], demographics, now)
         t = pix_identity
+        held = self._affinity_ids(self.members(conn, person_id))  # the surviving person's
         if prior.person_id != person_id:
-            held = self._affinity_ids(self.members(conn, person_id))
-            moving = [a for a in self._affinity_ids(self.members(conn, prior.person_id)) if a != old.ident]
             conn.execute(
                 update(t).where(t.c.person_id == prior.person_id).values(person_id=person_id, updated=now)
             )
-            if held:
-                for a in moving:  # the joined persons keep one affinity-domain ID: the survivor's
-                    self._retire(conn, a, held[0], now)
         self._retire(conn, old.ident, new.ident, now, person_id=person_id)
+        # One affinity-domain ID per person: the merge's surviving one, else the surviving person's.
+        remaining = self._affinity_ids(self.members(conn, person_id))
+        if len(remaining) > 1:
+            keep = (
+                new.ident
+                if new.ident in remaining
+                else next((a for a in held if a in remaining), remaining[0])
+            )
+            for other in remaining:
+                if other != keep:
+                    self._retire(conn, other, keep, now)
         return person_id
 
     def _retire(

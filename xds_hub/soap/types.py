@@ -36,6 +36,9 @@ class SoapRequest:
     message_id: str | None = None
     to: str | None = None
     reply_to: str | None = None
+    #: The MTOM parts that ``xop:Include`` elements of the envelope refer to, keyed by content id
+    #: (the href without "cid:", URL-unquoted: xds_hub.soap.mtom.attachment_for finds the one of an
+    #: element).  Inline base64 content is left as text in ``body``.
     attachments: Mapping[str, Attachment] = field(default_factory=dict)
     #: True when the request came as MTOM (multipart/related); responses then use MTOM too.
     mtom: bool = False
