@@ -217,10 +217,21 @@ def storage_scp(port: int, ae_title: str) -> Iterator[Received]:
         server.shutdown()
 
 
-_ALL_TS = [UID(u) for u in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.50",
-                            "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
-                            "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.1.99",
-                            "1.2.840.10008.1.2.2")]  # fmt: skip
+_ALL_TS = [
+    UID(u)
+    for u in (
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.5",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.2",
+    )
+]
 
 
 def free_port() -> int:
@@ -233,8 +244,9 @@ def read_part10(data: bytes) -> FileDataset:
     return dcmread(BytesIO(data))
 
 
-def region_settings(data: Path, dicom_port: int | None = None, node_ports: dict[str, int] | None = None,
-                  quiet: float = 2.0) -> Settings:  # fmt: skip
+def region_settings(
+    data: Path, dicom_port: int | None = None, node_ports: dict[str, int] | None = None, quiet: float = 2.0
+) -> Settings:
     """Settings of the test region (tests/hubproc.py TEST_CONFIG) on free ports."""
     import tomllib
     from dataclasses import replace

@@ -43,7 +43,10 @@ def db(db_backend: str, tmp_path: Path) -> Iterator[str]:
 def _cli(url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "xds_hub", "audit", *args, "--db", url, "--data", str(tmp_path / "data")],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
 
 
@@ -56,13 +59,36 @@ def _populate(url: str, patient: str, other: str) -> None:
     study = events.StudyRef("1.2.840.1.1", {"1.2.840.10008.5.1.4.1.1.4": ("1.2.840.1.1.1",)})
     try:
         record(events.submission_import(SOURCE, "ITI-41", a, repo, patient, "1.2.3.100.1.2", when=T0), engine)
-        record(events.document_export(SOURCE, b, repo, [doc], DEMO_DOMAIN.home_community_id, patient,
-                                      when=T0 + dt.timedelta(hours=2)), engine)
-        record(events.instances_transferred(SOURCE, b, events.hub_dicom(SETTINGS), [study], "L7^^^&1.2.3.200&ISO",
-                                            Action.CREATE, requestor=b, when=T0 + dt.timedelta(hours=1)),
-               engine, aliases=[patient])
-        record(events.document_export(SOURCE, a, repo, [doc], DEMO_DOMAIN.home_community_id, other, when=T0),
-               engine)
+        record(
+            events.document_export(
+                SOURCE,
+                b,
+                repo,
+                [doc],
+                DEMO_DOMAIN.home_community_id,
+                patient,
+                when=T0 + dt.timedelta(hours=2),
+            ),
+            engine,
+        )
+        record(
+            events.instances_transferred(
+                SOURCE,
+                b,
+                events.hub_dicom(SETTINGS),
+                [study],
+                "L7^^^&1.2.3.200&ISO",
+                Action.CREATE,
+                requestor=b,
+                when=T0 + dt.timedelta(hours=1),
+            ),
+            engine,
+            aliases=[patient],
+        )
+        record(
+            events.document_export(SOURCE, a, repo, [doc], DEMO_DOMAIN.home_community_id, other, when=T0),
+            engine,
+        )
     finally:
         engine.dispose()
 

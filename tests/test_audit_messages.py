@@ -75,17 +75,23 @@ RNG = """<grammar xmlns="http://relaxng.org/ns/structure/1.0"
     <attribute name="value"><data type="base64Binary"/></attribute>
   </define>
   <define name="DICOMObjectDescriptionContents">
-    <zeroOrMore><element name="MPPS"><attribute name="UID"><data type="token"/></attribute></element></zeroOrMore>
+    <zeroOrMore><element name="MPPS">
+      <attribute name="UID"><data type="token"/></attribute>
+    </element></zeroOrMore>
     <zeroOrMore><element name="Accession">
       <attribute name="Number"><data type="token"/></attribute>
     </element></zeroOrMore>
     <zeroOrMore><element name="SOPClass">
-      <zeroOrMore><element name="Instance"><attribute name="UID"><data type="token"/></attribute></element></zeroOrMore>
+      <zeroOrMore><element name="Instance">
+        <attribute name="UID"><data type="token"/></attribute>
+      </element></zeroOrMore>
       <optional><attribute name="UID"><data type="token"/></attribute></optional>
       <attribute name="NumberOfInstances"><data type="integer"/></attribute>
     </element></zeroOrMore>
     <optional><element name="ParticipantObjectContainsStudy">
-      <zeroOrMore><element name="StudyIDs"><attribute name="UID"><data type="token"/></attribute></element></zeroOrMore>
+      <zeroOrMore><element name="StudyIDs">
+        <attribute name="UID"><data type="token"/></attribute>
+      </element></zeroOrMore>
     </element></optional>
     <optional><element name="Encrypted"><data type="boolean"/></element></optional>
     <optional><element name="Anonymized"><data type="boolean"/></element></optional>
@@ -125,7 +131,9 @@ RNG = """<grammar xmlns="http://relaxng.org/ns/structure/1.0"
   <define name="message">
     <element name="AuditMessage">
       <element name="EventIdentification"><ref name="EventIdentificationContents"/></element>
-      <oneOrMore><element name="ActiveParticipant"><ref name="ActiveParticipantContents"/></element></oneOrMore>
+      <oneOrMore><element name="ActiveParticipant">
+        <ref name="ActiveParticipantContents"/>
+      </element></oneOrMore>
       <element name="AuditSourceIdentification"><ref name="AuditSourceIdentificationContents"/></element>
       <zeroOrMore><element name="ParticipantObjectIdentification">
         <ref name="ParticipantObjectIdentificationContents"/>
@@ -160,56 +168,194 @@ QUERY = b'<query:AdhocQueryRequest xmlns:query="urn:oasis:names:tc:ebxml-regrep:
 
 #: name -> (builder, EventID code, action, EventTypeCode or None)
 BUILDERS: dict[str, tuple[Callable[[], AuditMessage], str, str, str | None]] = {
-    "iti41": (lambda: events.submission_import(
-        SOURCE, "ITI-41", CONSUMER, REPOSITORY, PATIENT, "1.2.3.4.99"), "110107", "C", "ITI-41"),
-    "iti42": (lambda: events.submission_import(
-        SOURCE, "ITI-42", CONSUMER, REGISTRY, PATIENT, "1.2.3.4.99"), "110107", "C", "ITI-42"),
-    "rad68": (lambda: events.submission_import(
-        SOURCE, "RAD-68", CONSUMER, REPOSITORY, PATIENT, "1.2.3.4.99"), "110107", "C", "RAD-68"),
-    "iti57": (lambda: events.metadata_update(
-        SOURCE, CONSUMER, REGISTRY, PATIENT, "1.2.3.4.98"), "110107", "U", "ITI-57"),
-    "iti18": (lambda: events.stored_query(
-        SOURCE, CONSUMER, REGISTRY, "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d", QUERY, PATIENT,
-        home_community_id=HOME), "110112", "E", "ITI-18"),
-    "iti43": (lambda: events.document_export(
-        SOURCE, CONSUMER, REPOSITORY, [DOC], HOME, PATIENT), "110106", "R", "ITI-43"),
-    "iti62": (lambda: events.metadata_delete(
-        SOURCE, CONSUMER, REGISTRY, ["urn:uuid:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"], [PATIENT]),
-        "110110", "D", "ITI-62"),
-    "iti86": (lambda: events.documents_remove(
-        SOURCE, CONSUMER, REPOSITORY, [DOC], HOME, [PATIENT]), "110110", "D", "ITI-86"),
-    "rad69": (lambda: events.imaging_export(
-        SOURCE, CONSUMER, events.hub_http(SETTINGS, "/xdsi/source"), [STUDY], PATIENT), "110104", "R", "RAD-69"),
-    "cstore": (lambda: events.instances_transferred(
-        SOURCE, MODALITY, HUB_AE, [STUDY], PATIENT, Action.CREATE, requestor=MODALITY), "110104", "C", None),
-    "cmove": (lambda: events.instances_transferred(
-        SOURCE, HUB_AE, events.peer("HOPA_PACS", "10.1.2.6"), [STUDY], PATIENT, Action.READ,
-        requestor=MODALITY), "110104", "R", None),
-    "cmove-begin": (lambda: events.begin_transferring(
-        SOURCE, HUB_AE, events.peer("HOPA_PACS", "10.1.2.6"), [STUDY], PATIENT, requestor=MODALITY),
-        "110102", "E", None),
-    "wado": (lambda: events.instances_transferred(
-        SOURCE, events.hub_http(SETTINGS, "/wado"), CONSUMER, [STUDY], PATIENT, Action.READ,
-        requestor=CONSUMER, transaction="RAD-55"), "110104", "R", "RAD-55"),
-    "cfind": (lambda: events.dicom_query(
-        SOURCE, MODALITY, HUB_AE, "1.2.840.10008.5.1.4.1.2.2.1", b"\x08\x00\x52\x00", "1.2.840.10008.1.2.1"),
-        "110112", "E", None),
-    "iti8": (lambda: events.patient_record(
-        SOURCE, "ITI-8", PIX_SOURCE, PIX_HUB, Action.CREATE, ["L1^^^&1.2.3.100&ISO"], "MSG0001"),
-        "110110", "C", "ITI-8"),
-    "iti44": (lambda: events.patient_record(
-        SOURCE, "ITI-44", CONSUMER, events.hub_http(SETTINGS, "/pix"), Action.UPDATE,
-        ["L1^^^&1.2.3.100&ISO"], "1.2.3^42"), "110110", "U", "ITI-44"),
-    "iti9": (lambda: events.pix_query(
-        SOURCE, "ITI-9", PIX_SOURCE, PIX_HUB, b"QPD|IHE PIX Query|Q1|L1^^^&1.2.3.100&ISO", "MSG0002",
-        ["L1^^^&1.2.3.100&ISO", PATIENT]), "110112", "E", "ITI-9"),
-    "iti45": (lambda: events.pix_query(
-        SOURCE, "ITI-45", CONSUMER, events.hub_http(SETTINGS, "/pix"), b"<queryByParameter/>", "1.2.3^43",
-        [PATIENT]), "110112", "E", "ITI-45"),
-    "node-auth": (lambda: events.node_authentication_failure(
-        SOURCE, REGISTRY, events.peer(None, "10.9.9.9"), "certificate verify failed"), "110113", "E", None),
-    "access-denied": (lambda: events.access_denied(
-        SOURCE, CONSUMER, REGISTRY, "ITI-62", "not an admin"), "110113", "E", None),
+    "iti41": (
+        lambda: events.submission_import(SOURCE, "ITI-41", CONSUMER, REPOSITORY, PATIENT, "1.2.3.4.99"),
+        "110107",
+        "C",
+        "ITI-41",
+    ),
+    "iti42": (
+        lambda: events.submission_import(SOURCE, "ITI-42", CONSUMER, REGISTRY, PATIENT, "1.2.3.4.99"),
+        "110107",
+        "C",
+        "ITI-42",
+    ),
+    "rad68": (
+        lambda: events.submission_import(SOURCE, "RAD-68", CONSUMER, REPOSITORY, PATIENT, "1.2.3.4.99"),
+        "110107",
+        "C",
+        "RAD-68",
+    ),
+    "iti57": (
+        lambda: events.metadata_update(SOURCE, CONSUMER, REGISTRY, PATIENT, "1.2.3.4.98"),
+        "110107",
+        "U",
+        "ITI-57",
+    ),
+    "iti18": (
+        lambda: events.stored_query(
+            SOURCE,
+            CONSUMER,
+            REGISTRY,
+            "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d",
+            QUERY,
+            PATIENT,
+            home_community_id=HOME,
+        ),
+        "110112",
+        "E",
+        "ITI-18",
+    ),
+    "iti43": (
+        lambda: events.document_export(SOURCE, CONSUMER, REPOSITORY, [DOC], HOME, PATIENT),
+        "110106",
+        "R",
+        "ITI-43",
+    ),
+    "iti62": (
+        lambda: events.metadata_delete(
+            SOURCE, CONSUMER, REGISTRY, ["urn:uuid:aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"], [PATIENT]
+        ),
+        "110110",
+        "D",
+        "ITI-62",
+    ),
+    "iti86": (
+        lambda: events.documents_remove(SOURCE, CONSUMER, REPOSITORY, [DOC], HOME, [PATIENT]),
+        "110110",
+        "D",
+        "ITI-86",
+    ),
+    "rad69": (
+        lambda: events.imaging_export(
+            SOURCE, CONSUMER, events.hub_http(SETTINGS, "/xdsi/source"), [STUDY], PATIENT
+        ),
+        "110104",
+        "R",
+        "RAD-69",
+    ),
+    "cstore": (
+        lambda: events.instances_transferred(
+            SOURCE, MODALITY, HUB_AE, [STUDY], PATIENT, Action.CREATE, requestor=MODALITY
+        ),
+        "110104",
+        "C",
+        None,
+    ),
+    "cmove": (
+        lambda: events.instances_transferred(
+            SOURCE,
+            HUB_AE,
+            events.peer("HOPA_PACS", "10.1.2.6"),
+            [STUDY],
+            PATIENT,
+            Action.READ,
+            requestor=MODALITY,
+        ),
+        "110104",
+        "R",
+        None,
+    ),
+    "cmove-begin": (
+        lambda: events.begin_transferring(
+            SOURCE, HUB_AE, events.peer("HOPA_PACS", "10.1.2.6"), [STUDY], PATIENT, requestor=MODALITY
+        ),
+        "110102",
+        "E",
+        None,
+    ),
+    "wado": (
+        lambda: events.instances_transferred(
+            SOURCE,
+            events.hub_http(SETTINGS, "/wado"),
+            CONSUMER,
+            [STUDY],
+            PATIENT,
+            Action.READ,
+            requestor=CONSUMER,
+            transaction="RAD-55",
+        ),
+        "110104",
+        "R",
+        "RAD-55",
+    ),
+    "cfind": (
+        lambda: events.dicom_query(
+            SOURCE,
+            MODALITY,
+            HUB_AE,
+            "1.2.840.10008.5.1.4.1.2.2.1",
+            b"\x08\x00\x52\x00",
+            "1.2.840.10008.1.2.1",
+        ),
+        "110112",
+        "E",
+        None,
+    ),
+    "iti8": (
+        lambda: events.patient_record(
+            SOURCE, "ITI-8", PIX_SOURCE, PIX_HUB, Action.CREATE, ["L1^^^&1.2.3.100&ISO"], "MSG0001"
+        ),
+        "110110",
+        "C",
+        "ITI-8",
+    ),
+    "iti44": (
+        lambda: events.patient_record(
+            SOURCE,
+            "ITI-44",
+            CONSUMER,
+            events.hub_http(SETTINGS, "/pix"),
+            Action.UPDATE,
+            ["L1^^^&1.2.3.100&ISO"],
+            "1.2.3^42",
+        ),
+        "110110",
+        "U",
+        "ITI-44",
+    ),
+    "iti9": (
+        lambda: events.pix_query(
+            SOURCE,
+            "ITI-9",
+            PIX_SOURCE,
+            PIX_HUB,
+            b"QPD|IHE PIX Query|Q1|L1^^^&1.2.3.100&ISO",
+            "MSG0002",
+            ["L1^^^&1.2.3.100&ISO", PATIENT],
+        ),
+        "110112",
+        "E",
+        "ITI-9",
+    ),
+    "iti45": (
+        lambda: events.pix_query(
+            SOURCE,
+            "ITI-45",
+            CONSUMER,
+            events.hub_http(SETTINGS, "/pix"),
+            b"<queryByParameter/>",
+            "1.2.3^43",
+            [PATIENT],
+        ),
+        "110112",
+        "E",
+        "ITI-45",
+    ),
+    "node-auth": (
+        lambda: events.node_authentication_failure(
+            SOURCE, REGISTRY, events.peer(None, "10.9.9.9"), "certificate verify failed"
+        ),
+        "110113",
+        "E",
+        None,
+    ),
+    "access-denied": (
+        lambda: events.access_denied(SOURCE, CONSUMER, REGISTRY, "ITI-62", "not an admin"),
+        "110113",
+        "E",
+        None,
+    ),
     "app-start": (lambda: events.application_activity(SOURCE, HUB_AE, start=True), "110100", "E", None),
 }
 
@@ -281,7 +427,9 @@ def test_iti41_iti42_iti57_import_has_source_destination_patient_and_submission_
     assert _texts(patient, "ParticipantObjectIDTypeCode/@csd-code") == ["2"]
     assert _texts(patient, "ParticipantObjectIDTypeCode/@codeSystemName") == ["RFC-3881"]
     [subset] = _objects(root, "2", "20")
-    assert _texts(subset, "ParticipantObjectIDTypeCode/@csd-code") == ["urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"]
+    assert _texts(subset, "ParticipantObjectIDTypeCode/@csd-code") == [
+        "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
+    ]
     assert _texts(subset, "ParticipantObjectIDTypeCode/@codeSystemName") == ["IHE XDS Metadata"]
 
 
@@ -359,7 +507,14 @@ def test_iti20_failure_outcome_and_description() -> None:
     outcome, description = events.outcome_of(XdsError.one(ErrorCode.UNKNOWN_PATIENT_ID, "who?"))
     assert outcome is Outcome.SERIOUS_FAILURE
     message = events.submission_import(
-        SOURCE, "ITI-41", CONSUMER, REPOSITORY, PATIENT, "1.2.3", outcome, description,
+        SOURCE,
+        "ITI-41",
+        CONSUMER,
+        REPOSITORY,
+        PATIENT,
+        "1.2.3",
+        outcome,
+        description,
         when=dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC),
     )
     root = etree.fromstring(to_xml(message))
@@ -375,8 +530,14 @@ def test_iti20_failure_outcome_and_description() -> None:
 
 def test_iti20_values_with_markup_are_escaped_and_base64() -> None:
     nasty = '<x a="1">&amp;</x>\x00'
-    message = events.stored_query(SOURCE, events.peer(nasty.replace("\x00", ""), "10.0.0.1"), REGISTRY,
-                                  "urn:uuid:x", nasty.encode(), PATIENT)
+    message = events.stored_query(
+        SOURCE,
+        events.peer(nasty.replace("\x00", ""), "10.0.0.1"),
+        REGISTRY,
+        "urn:uuid:x",
+        nasty.encode(),
+        PATIENT,
+    )
     root = etree.fromstring(to_xml(message))
     assert SCHEMA.validate(root), SCHEMA.error_log
     [query] = _objects(root, "2", "24")

@@ -4,6 +4,7 @@ and are re-sent when it comes back, without the audited transactions ever waitin
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -37,15 +38,19 @@ SETTINGS = load_settings(None, audit_source_id="XDSHUB-TEST")
 
 def _message(patient: str, uid: str = "1.2.3.4") -> AuditMessage:
     return events.submission_import(
-        events.audit_source(SETTINGS), "ITI-41", events.peer("urn:anon", "10.0.0.7"),
-        events.hub_http(SETTINGS, "/xds/repository"), patient, uid,
+        events.audit_source(SETTINGS),
+        "ITI-41",
+        events.peer("urn:anon", "10.0.0.7"),
+        events.hub_http(SETTINGS, "/xds/repository"),
+        patient,
+        uid,
     )
 
 
 def _parse_syslog(data: bytes) -> tuple[list[str], etree._Element]:
     header, _, rest = data.partition(b" - ")
     assert rest.startswith(BOM)
-    return header.decode("ascii").split(" "), etree.fromstring(rest[len(BOM):])
+    return header.decode("ascii").split(" "), etree.fromstring(rest[len(BOM) :])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +135,7 @@ class TlsReceiver:
                     if len(rest) < int(length):
                         break
                     self.messages.append(rest[: int(length)])
-                    buf = rest[int(length):]
+                    buf = rest[int(length) :]
         except OSError:
             return
 
@@ -140,10 +145,8 @@ class TlsReceiver:
         self.thread.join()
         self.sock.close()
         for c in self.conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             c.close()
 
 
@@ -158,9 +161,11 @@ def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def _unsent(stores: Stores) -> int:
     with stores.engine.connect() as conn:
-        return int(conn.execute(
-            select(func.count()).select_from(audit_record).where(audit_record.c.sent_ns.is_(None))
-        ).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count()).select_from(audit_record).where(audit_record.c.sent_ns.is_(None))
+            ).scalar_one()
+        )
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +175,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPki:
 
 def _tls_settings(pki: DemoPki, port: int) -> Settings:
     return load_settings(
-        None, tls_cert=str(pki.hub.cert), tls_key=str(pki.hub.key), tls_ca=str(pki.ca.cert),
-        audit_repository=f"tls://127.0.0.1:{port}", audit_source_id="XDSHUB-TEST",
+        None,
+        tls_cert=str(pki.hub.cert),
+        tls_key=str(pki.hub.key),
+        tls_ca=str(pki.ca.cert),
+        audit_repository=f"tls://127.0.0.1:{port}",
+        audit_source_id="XDSHUB-TEST",
     )
 
 
@@ -218,9 +227,13 @@ def test_iti20_record_commits_and_rolls_back_with_the_callers_transaction(stores
         record_id = record(_message(patient), conn, aliases=["L9^^^&1.2.3.100&ISO"])
     assert record_id is not None
     with stores.engine.connect() as conn:
-        rows = conn.execute(select(audit_record.c.id, audit_record.c.event_type, audit_record.c.requestor)).all()
+        rows = conn.execute(
+            select(audit_record.c.id, audit_record.c.event_type, audit_record.c.requestor)
+        ).all()
         assert [(r.event_type, r.requestor) for r in rows] == [("ITI-41", "urn:anon")]
-        patients = conn.execute(select(audit_patient.c.patient_id).order_by(audit_patient.c.patient_id)).scalars()
+        patients = conn.execute(
+            select(audit_patient.c.patient_id).order_by(audit_patient.c.patient_id)
+        ).scalars()
         assert sorted(patients) == sorted([patient, "L9^^^&1.2.3.100&ISO"])
 
 
@@ -260,8 +273,13 @@ def test_iti20_udp_repository_receives_each_record(stores: Stores) -> None:
         for data, patient in zip(receiver.messages, patients, strict=True):
             header, root = _parse_syslog(data)
             assert header[0] == "<85>1" and header[3] == "xds-hub" and header[5] == "IHE+RFC-3881"
-            assert root.xpath("string(ParticipantObjectIdentification[@ParticipantObjectTypeCodeRole='1']"
-                              "/@ParticipantObjectID)") == patient
+            assert (
+                root.xpath(
+                    "string(ParticipantObjectIdentification[@ParticipantObjectTypeCodeRole='1']"
+                    "/@ParticipantObjectID)"
+                )
+                == patient
+            )
         assert _unsent(stores) == 0
         assert sender.flush_once() == 0
     finally:
@@ -287,7 +305,9 @@ def test_iti20_tls_repository_mutual_authentication_and_octet_counting(stores: S
 def test_iti20_queued_records_survive_the_repository_being_down(stores: Stores, pki: DemoPki) -> None:
     receiver = TlsReceiver(pki).start()
     settings = _tls_settings(pki, receiver.port)
-    sender = AuditSender(settings, stores, transport_for(settings), poll_seconds=0.05, max_backoff_seconds=0.3)
+    sender = AuditSender(
+        settings, stores, transport_for(settings), poll_seconds=0.05, max_backoff_seconds=0.3
+    )
     sender.start()  # records Application Start
     try:
         first = new_patient_id()
@@ -306,15 +326,22 @@ def test_iti20_queued_records_survive_the_repository_being_down(stores: Stores, 
         receiver = TlsReceiver(pki, port=receiver.port).start()  # it comes back on the same address
         _wait(lambda: len(receiver.messages) == 4)
         got = [_parse_syslog(m)[1] for m in receiver.messages]
-        ids = [r.xpath("string(ParticipantObjectIdentification[@ParticipantObjectTypeCodeRole='1']"
-                       "/@ParticipantObjectID)") for r in got]
+        ids = [
+            r.xpath(
+                "string(ParticipantObjectIdentification[@ParticipantObjectTypeCodeRole='1']"
+                "/@ParticipantObjectID)"
+            )
+            for r in got
+        ]
         assert ids == queued  # in order, none lost
         _wait(lambda: _unsent(stores) == 0)
     finally:
         sender.stop()  # records Application Stop and flushes it
         receiver.stop()
-    assert [_parse_syslog(m)[1].xpath("string(EventIdentification/EventTypeCode/@csd-code)")
-            for m in receiver.messages][-1] == "110121"
+    assert [
+        _parse_syslog(m)[1].xpath("string(EventIdentification/EventTypeCode/@csd-code)")
+        for m in receiver.messages
+    ][-1] == "110121"
 
 
 def test_iti20_records_queued_with_no_sender_are_sent_after_a_restart(stores: Stores, pki: DemoPki) -> None:
@@ -351,8 +378,11 @@ def test_iti20_udp_message_larger_than_a_datagram_is_truncated(stores: Stores) -
     try:
         settings = load_settings(None, audit_repository=f"udp://127.0.0.1:{receiver.port}")
         huge = events.stored_query(
-            events.audit_source(settings), events.peer("x", "10.0.0.1"), events.hub_http(settings, "/xds/registry"),
-            "urn:uuid:q", b"x" * 70000,
+            events.audit_source(settings),
+            events.peer("x", "10.0.0.1"),
+            events.hub_http(settings, "/xds/registry"),
+            "urn:uuid:q",
+            b"x" * 70000,
         )
         record(huge, stores.engine)
         assert make_sender(settings, stores).flush_once() == 1
@@ -362,7 +392,9 @@ def test_iti20_udp_message_larger_than_a_datagram_is_truncated(stores: Stores) -
         receiver.close()
 
 
-def test_iti20_tls_sender_refused_by_repository_of_another_ca(stores: Stores, pki: DemoPki, tmp_path: Path) -> None:
+def test_iti20_tls_sender_refused_by_repository_of_another_ca(
+    stores: Stores, pki: DemoPki, tmp_path: Path
+) -> None:
     rogue = init_pki(tmp_path / "rogue", DEMO_DOMAIN, org="rogue")
     receiver = TlsReceiver(rogue).start()  # a repository the hub does not trust
     try:
@@ -373,4 +405,3 @@ def test_iti20_tls_sender_refused_by_repository_of_another_ca(stores: Stores, pk
         assert receiver.messages == [] and _unsent(stores) == 1
     finally:
         receiver.stop()
-

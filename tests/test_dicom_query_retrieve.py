@@ -52,8 +52,9 @@ def actor(region: Settings, stores: Stores) -> Iterator[DicomActor]:
 @pytest.fixture
 def loaded(actor: DicomActor, region: Settings) -> tuple[Study, Study]:
     first = make_study(n_series=2, per_series=2, patient_id="QR-1", study_date="20240110")
-    second = make_study(n_series=1, per_series=3, patient_id="QR-2", study_date="20240320",
-                        patient_name="Martin^Paul")  # fmt: skip
+    second = make_study(
+        n_series=1, per_series=3, patient_id="QR-2", study_date="20240320", patient_name="Martin^Paul"
+    )
     assert send(region.dicom_port, first.instances + second.instances) == [0] * 7
     return first, second
 
@@ -84,8 +85,16 @@ def _query(level: str, **keys: Any) -> Dataset:
 
 def test_dicom_cfind_study_root_study_level(loaded: tuple[Study, Study], region: Settings) -> None:
     first, _ = loaded
-    q = _query("STUDY", StudyInstanceUID="", PatientID="QR-1", PatientName="", ModalitiesInStudy="",
-               NumberOfStudyRelatedInstances="", AccessionNumber="", StudyDate="")  # fmt: skip
+    q = _query(
+        "STUDY",
+        StudyInstanceUID="",
+        PatientID="QR-1",
+        PatientName="",
+        ModalitiesInStudy="",
+        NumberOfStudyRelatedInstances="",
+        AccessionNumber="",
+        StudyDate="",
+    )
     matches, status = _find(region.dicom_port, STUDY_FIND, q)
     assert status == 0x0000
     assert [m.StudyInstanceUID for m in matches] == [first.study_uid]
@@ -116,16 +125,33 @@ def test_dicom_cfind_wildcard_date_range_and_uid_list(loaded: tuple[Study, Study
 
 def test_dicom_cfind_series_and_image_levels(loaded: tuple[Study, Study], region: Settings) -> None:
     first, _ = loaded
-    series = _find(region.dicom_port, STUDY_FIND, _query("SERIES", StudyInstanceUID=first.study_uid,
-                                                         SeriesInstanceUID="", Modality="",
-                                                         NumberOfSeriesRelatedInstances=""))[0]  # fmt: skip
+    series = _find(
+        region.dicom_port,
+        STUDY_FIND,
+        _query(
+            "SERIES",
+            StudyInstanceUID=first.study_uid,
+            SeriesInstanceUID="",
+            Modality="",
+            NumberOfSeriesRelatedInstances="",
+        ),
+    )[0]
     assert {s.SeriesInstanceUID for s in series} == set(first.series)
     assert {s.Modality for s in series} == {"CT", "MR"}
     assert all(int(s.NumberOfSeriesRelatedInstances) == 2 for s in series)
     series_uid = next(iter(first.series))
-    images = _find(region.dicom_port, STUDY_FIND, _query("IMAGE", StudyInstanceUID=first.study_uid,
-                                                         SeriesInstanceUID=series_uid, SOPInstanceUID="",
-                                                         SOPClassUID="", InstanceNumber=""))[0]  # fmt: skip
+    images = _find(
+        region.dicom_port,
+        STUDY_FIND,
+        _query(
+            "IMAGE",
+            StudyInstanceUID=first.study_uid,
+            SeriesInstanceUID=series_uid,
+            SOPInstanceUID="",
+            SOPClassUID="",
+            InstanceNumber="",
+        ),
+    )[0]
     assert [i.SOPInstanceUID for i in images] == [ds.SOPInstanceUID for ds in first.series[series_uid]]
     assert all(i.SOPClassUID == CT for i in images)
 
@@ -170,8 +196,9 @@ def test_dicom_cmove_study_to_configured_node(
 ) -> None:
     first, _ = loaded
     with storage_scp(ports["HOPB_PORT"], "HOPB_PACS") as received:
-        status, rsp = _move(region.dicom_port, STUDY_MOVE, _query("STUDY", StudyInstanceUID=first.study_uid),
-                            "HOPB_PACS")  # fmt: skip
+        status, rsp = _move(
+            region.dicom_port, STUDY_MOVE, _query("STUDY", StudyInstanceUID=first.study_uid), "HOPB_PACS"
+        )
     assert status == 0x0000 and rsp.NumberOfCompletedSuboperations == 4
     assert set(received.instances) == {ds.SOPInstanceUID for ds in first.instances}
     assert set(received.calling) == {"XDSHUB"}
@@ -218,8 +245,9 @@ def _get(port: int, query: Dataset, syntaxes: list[str]) -> tuple[int, dict[str,
     for sop in (CT, MR):
         ae.add_requested_context(sop, syntaxes)
         roles.append(build_role(sop, scp_role=True))
-    assoc = ae.associate("127.0.0.1", port, ae_title="XDSHUB", ext_neg=roles,
-                         evt_handlers=[(evt.EVT_C_STORE, on_store)])  # fmt: skip
+    assoc = ae.associate(
+        "127.0.0.1", port, ae_title="XDSHUB", ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
     assert assoc.is_established
     last = None
     for status, _ in assoc.send_c_get(query, STUDY_GET):
@@ -231,8 +259,9 @@ def _get(port: int, query: Dataset, syntaxes: list[str]) -> tuple[int, dict[str,
 
 def test_dicom_cget_study(loaded: tuple[Study, Study], region: Settings) -> None:
     _, second = loaded
-    status, received = _get(region.dicom_port, _query("STUDY", StudyInstanceUID=second.study_uid),
-                            [ExplicitVRLittleEndian])  # fmt: skip
+    status, received = _get(
+        region.dicom_port, _query("STUDY", StudyInstanceUID=second.study_uid), [ExplicitVRLittleEndian]
+    )
     assert status == 0
     assert {uid: ds.PixelData for uid, (_, ds) in received.items()} == {
         ds.SOPInstanceUID: ds.PixelData for ds in second.instances
@@ -244,20 +273,25 @@ def test_dicom_cget_transcodes_when_stored_syntax_not_accepted(actor: DicomActor
 
     rle = dcmread(sample_file("MR_small_RLE.dcm"))
     assert send(region.dicom_port, [rle]) == [0]
-    status, received = _get(region.dicom_port, _query("STUDY", StudyInstanceUID=rle.StudyInstanceUID),
-                            [ExplicitVRLittleEndian, ImplicitVRLittleEndian])  # fmt: skip
+    status, received = _get(
+        region.dicom_port,
+        _query("STUDY", StudyInstanceUID=rle.StudyInstanceUID),
+        [ExplicitVRLittleEndian, ImplicitVRLittleEndian],
+    )
     assert status == 0
     ts, ds = received[rle.SOPInstanceUID]
     assert ts in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
     rle.decompress(generate_instance_uid=False)
     assert ds.PixelData == rle.PixelData
     # and as stored when the SCU accepts RLE
-    status, received = _get(region.dicom_port, _query("STUDY", StudyInstanceUID=rle.StudyInstanceUID),
-                            [RLELossless])  # fmt: skip
+    status, received = _get(
+        region.dicom_port, _query("STUDY", StudyInstanceUID=rle.StudyInstanceUID), [RLELossless]
+    )
     assert status == 0 and received[rle.SOPInstanceUID][0] == RLELossless
 
 
 def test_dicom_cget_without_unique_key_fails_a900(loaded: tuple[Study, Study], region: Settings) -> None:
-    status, received = _get(region.dicom_port, _query("SERIES", StudyInstanceUID=loaded[0].study_uid),
-                            [ExplicitVRLittleEndian])  # fmt: skip
+    status, received = _get(
+        region.dicom_port, _query("SERIES", StudyInstanceUID=loaded[0].study_uid), [ExplicitVRLittleEndian]
+    )
     assert status == 0xA900 and received == {}

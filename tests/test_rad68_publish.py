@@ -96,8 +96,13 @@ def test_rad68_later_instances_replace_the_manifest_rplc(region: Settings, store
     first = publish_study(stores, region, study.study_uid)
     assert first.outcome is Outcome.PUBLISHED
     series_uid = next(iter(study.series))
-    late = make_instance(study_uid=study.study_uid, series_uid=series_uid, patient_id="LOC-200",
-                         accession=study.accession, number=3)  # fmt: skip
+    late = make_instance(
+        study_uid=study.study_uid,
+        series_uid=series_uid,
+        patient_id="LOC-200",
+        accession=study.accession,
+        number=3,
+    )
     ingest(stores, region, [late])
     second = publish_study(stores, region, study.study_uid)
     assert second.outcome is Outcome.PUBLISHED and second.instances == 3

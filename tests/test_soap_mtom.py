@@ -389,7 +389,7 @@ def test_mtom_many_parts_commit_early_but_all_resolve(
 @given(
     st.binary(max_size=300),
     st.sampled_from([1, 2, 7, 64]),
-    st.sampled_from(["b", "MIMEBoundary_0123456789abcdef", "--"]),
+    st.sampled_from(["b", "MIMEBoundary_0123456789abcdef", "--", "é€", " ", "x" * 300]),
 )
 def test_mtom_reader_returns_or_faults_on_any_bytes(
     blobs: FsBlobStore, data: bytes, chunk: int, boundary: str

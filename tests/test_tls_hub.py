@@ -46,14 +46,18 @@ def _alerts(hub: Hub, event_id: str) -> int:
     engine = make_engine(hub.db_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(
-                select(func.count()).select_from(audit_record).where(audit_record.c.event_id == event_id)
-            ).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(audit_record).where(audit_record.c.event_id == event_id)
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
 
-def test_iti19_hub_refuses_nodes_without_a_certificate_of_its_ca(tls_hub: tuple[Hub, DemoPki, DemoPki]) -> None:
+def test_iti19_hub_refuses_nodes_without_a_certificate_of_its_ca(
+    tls_hub: tuple[Hub, DemoPki, DemoPki],
+) -> None:
     hub, pki, rogue = tls_hub
     # A member with its establishment certificate: served.
     ok = requests.get(hub.url("/healthz"), timeout=10, **hub.requests_tls())  # type: ignore[arg-type]
@@ -75,16 +79,20 @@ def test_iti19_hub_refuses_nodes_without_a_certificate_of_its_ca(tls_hub: tuple[
     # A certificate with the right names, from another CA: refused too.
     fake = rogue.establishments[0]
     with pytest.raises(requests.exceptions.SSLError):
-        requests.get(hub.url("/healthz"), timeout=10, verify=str(pki.ca.cert), cert=(str(fake.cert), str(fake.key)))
+        requests.get(
+            hub.url("/healthz"), timeout=10, verify=str(pki.ca.cert), cert=(str(fake.cert), str(fake.key))
+        )
 
     # At the socket level: the handshake itself fails, the request is never written.
     ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
     ctx.check_hostname = False
-    with socket.create_connection(("127.0.0.1", hub.http_port), timeout=10) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionError)):
-            with ctx.wrap_socket(raw) as tls:
-                tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
-                assert tls.recv(1024) == b""  # TLS 1.3: the refusal alert arrives after the client's Finished
+    with (
+        socket.create_connection(("127.0.0.1", hub.http_port), timeout=10) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError)),
+        ctx.wrap_socket(raw) as tls,
+    ):
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+        assert tls.recv(1024) == b""  # TLS 1.3: the refusal alert arrives after the client's Finished
 
     # Each TLS-level refusal is a Security Alert (node authentication) in the hub's audit trail.
     # The audit sender (started after the other actors) records the hub's Application Start.
@@ -98,5 +106,7 @@ def test_iti19_hub_refuses_nodes_without_a_certificate_of_its_ca(tls_hub: tuple[
 def test_iti19_hub_serves_the_admin_and_every_establishment(tls_hub: tuple[Hub, DemoPki, DemoPki]) -> None:
     hub, pki, _ = tls_hub
     for cert in (*pki.establishments, pki.admin):
-        r = requests.get(hub.url("/healthz"), timeout=10, verify=str(pki.ca.cert), cert=(str(cert.cert), str(cert.key)))
+        r = requests.get(
+            hub.url("/healthz"), timeout=10, verify=str(pki.ca.cert), cert=(str(cert.cert), str(cert.key))
+        )
         assert r.status_code == 200

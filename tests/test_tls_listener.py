@@ -224,7 +224,10 @@ def test_iti19_unmapped_certificate_of_the_ca_is_a_member_without_establishment(
 
 def test_tls_client_helpers(pkis: Pkis) -> None:
     settings = pkis.settings_for("hub")
-    assert requests_tls(settings) == {"cert": (settings.tls_cert, settings.tls_key), "verify": settings.tls_ca}
+    assert requests_tls(settings) == {
+        "cert": (settings.tls_cert, settings.tls_key),
+        "verify": settings.tls_ca,
+    }
     args = dicom_tls_args(settings, "pacs.example")
     assert args is not None and isinstance(args[0], ssl.SSLContext) and args[1] == "pacs.example"
     assert args[0].minimum_version == ssl.TLSVersion.TLSv1_2
@@ -243,6 +246,7 @@ def test_iti19_dicom_listener_with_pynetdicom(pkis: Pkis) -> None:
     seen: list[NodeIdentity | None] = []
 
     def on_echo(event: evt.Event) -> int:
+        assert event.assoc.dul.socket is not None
         seen.append(peer_identity(event.assoc.dul.socket.socket, domain))
         return 0x0000
 
@@ -272,6 +276,7 @@ def test_iti19_dicom_listener_with_pynetdicom(pkis: Pkis) -> None:
         assert not assoc.is_established
         assert len(seen) == 1
     finally:
+        assert server is not None
         server.shutdown()
 
 

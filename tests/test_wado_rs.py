@@ -77,8 +77,10 @@ def test_wado_rs_series_and_instance(client: FlaskClient, study: Study) -> None:
     r = client.get(f"/dicomweb/studies/{study.study_uid}/series/{series_uid}", headers={"Accept": DICOM_ANY})
     assert set(_instances_of(r)) == {ds.SOPInstanceUID for ds in items}
     sop = items[0].SOPInstanceUID
-    r = client.get(f"/dicomweb/studies/{study.study_uid}/series/{series_uid}/instances/{sop}",
-                   headers={"Accept": DICOM_ANY})  # fmt: skip
+    r = client.get(
+        f"/dicomweb/studies/{study.study_uid}/series/{series_uid}/instances/{sop}",
+        headers={"Accept": DICOM_ANY},
+    )
     assert list(_instances_of(r)) == [sop]
 
 

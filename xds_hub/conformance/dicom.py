@@ -382,6 +382,11 @@ def make_kos(ctx: Any, spec: Mapping[str, Any]) -> bytes:
     ds.Modality = "KO"
     ds.PatientID = str(spec.get("patient_id", ""))
     ds.IssuerOfPatientID = str(spec.get("issuer", ""))
+    if spec.get("issuer"):
+        qualifiers = Dataset()
+        qualifiers.UniversalEntityID = str(spec["issuer"])
+        qualifiers.UniversalEntityIDType = "ISO"
+        ds.IssuerOfPatientIDQualifiersSequence = [qualifiers]
     ds.PatientName = "Conformance^Patient"
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"

@@ -17,14 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
+from lxml import etree
 
+from xds_hub import ns
 from xds_hub.conformance.checks import Check
 from xds_hub.conformance.scenario import Scenario
 from xds_hub.conformance.submission import BuildError
 from xds_hub.conformance.target import Target
 from xds_hub.conformance.template import Context, TemplateError
 from xds_hub.conformance.transactions import TRANSACTIONS, Call, StepRun
-from xds_hub.conformance.wire import Exchange, mllp_call
+from xds_hub.conformance.wire import Exchange, mllp_call, soap_call
+from xds_hub.domain.vocabulary import SoapAction
 
 PASSED, FAILED, ERROR, SKIPPED = "passed", "failed", "error", "skipped"
 
@@ -73,6 +76,42 @@ def _adt_a01(ctx: Context, pid_cx: str, control_id: str) -> str:
     )
 
 
+def _prpa_in201301(ctx: Context, patient_id: str) -> etree._Element:
+    """PRPA_IN201301UV02 registering one affinity-domain patient (ITI TF-2b 3.44.4.1)."""
+    authority = ctx.target.domain.assigning_authority
+
+    def v3(parent: etree._Element | None, local: str, **attrs: str) -> etree._Element:
+        tag = f"{{{ns.HL7V3}}}{local}"
+        if parent is None:
+            return etree.Element(tag, attrs, nsmap={None: ns.HL7V3})  # type: ignore[dict-item]
+        return etree.SubElement(parent, tag, attrs)
+
+    root = v3(None, "PRPA_IN201301UV02", ITSVersion="XML_1.0")
+    v3(root, "id", root=ctx.uid("feed.message." + patient_id))
+    v3(root, "creationTime", value=ctx.resolve("now"))
+    v3(root, "interactionId", root="2.16.840.1.113883.1.6", extension="PRPA_IN201301UV02")
+    v3(root, "processingCode", code="P")
+    v3(root, "processingModeCode", code="T")
+    v3(root, "acceptAckCode", code="AL")
+    for role, type_code in (("receiver", "RCV"), ("sender", "SND")):
+        device = v3(v3(root, role, typeCode=type_code), "device", classCode="DEV", determinerCode="INSTANCE")
+        v3(device, "id", root=authority)
+    act = v3(root, "controlActProcess", classCode="CACT", moodCode="EVN")
+    v3(act, "code", code="PRPA_TE201301UV02", codeSystem="2.16.840.1.113883.1.6")
+    event = v3(v3(act, "subject", typeCode="SUBJ"), "registrationEvent", classCode="REG", moodCode="EVN")
+    v3(event, "statusCode", code="active")
+    patient = v3(v3(event, "subject1", typeCode="SBJ"), "patient", classCode="PAT")
+    v3(patient, "id", root=authority, extension=patient_id)
+    v3(patient, "statusCode", code="active")
+    person = v3(patient, "patientPerson")
+    name = v3(person, "name")
+    v3(name, "given").text = "Patient"
+    v3(name, "family").text = "Conformance"
+    custodian = v3(v3(event, "custodian", typeCode="CST"), "assignedEntity", classCode="ASSIGNED")
+    v3(custodian, "id", root=authority)
+    return root
+
+
 def feed_patient(ctx: Context, name: str) -> tuple[bool, Exchange]:
     """Register scenario patient ``name`` with the target, the way its config says."""
     t = ctx.target
@@ -93,6 +132,24 @@ def feed_patient(ctx: Context, name: str) -> tuple[bool, Exchange]:
         if not ok and not exchange.error:
             exchange.error = "the feed was not acknowledged with AA"
         return ok, exchange
+    if mode == "iti44":
+        result = soap_call(
+            requests.Session(),
+            t.url(t.pix_path),
+            SoapAction.ITI44_ADD,
+            _prpa_in201301(ctx, patient.id),
+            title=f"ITI-44 feed {name}",
+            timeout=t.timeout,
+        )
+        code = (
+            result.body.find(f"{{{ns.HL7V3}}}acknowledgement/{{{ns.HL7V3}}}typeCode")
+            if result.body is not None
+            else None
+        )
+        ok = code is not None and code.get("code") in ("AA", "CA")
+        if not ok and not result.exchange.error:
+            result.exchange.error = "the ITI-44 feed was not acknowledged with AA"
+        return ok, result.exchange
     if mode == "command" and t.patient_feed_command:
         cmd = [part.replace("{pid}", patient.cx) for part in t.patient_feed_command]
         exchange = Exchange("command", f"feed {name}", " ".join(cmd))

@@ -89,6 +89,8 @@ class Target:
         caps = set(self.capabilities) | {"xds"}
         if self.feed_mode != "none":
             caps.add("feed")
+        if self.feed_mode == "iti44":
+            caps.add("pix")
         if self.pix_mllp is not None:
             caps.update({"pix", "mllp"})
         if self.dicom is not None:

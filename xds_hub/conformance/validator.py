@@ -22,11 +22,12 @@ ITI-44 / ITI-45 (HL7 v3)                    :func:`xds_hub.pix.iti44.parse_feed`
                                             :func:`xds_hub.pix.iti45.parse_query`
 HL7 v2 (ITI-8 ADT, ITI-9 QBP^Q23)           :func:`xds_hub.pix.hl7v2.parse`,
                                             :func:`xds_hub.pix.service.check_msh`, the ``prepare``
+RAD-69 RetrieveImagingDocumentSetRequest    :func:`xds_hub.imaging.rad69.parse_request`
+KOS manifest (DICOM file)                   :func:`xds_hub.imaging.kos.parse_kos`, ``kos_problems``
 ==========================================  ==================================================================
 
 What needs the registry's database (is the patient known, is a uniqueId already registered) is not
-checked here.  RAD-69 requests and KOS manifests are recognised but not checked yet: the Imaging
-Document Source has no request parser / manifest checker to share so far.
+checked here, nor a KOS against the DocumentEntry that would carry it (that needs both).
 """
 
 from __future__ import annotations
@@ -308,6 +309,33 @@ def _check_iti45(message: _Message, domain: AffinityDomain) -> list[Finding]:
     return []
 
 
+def _check_rad69(message: _Message, domain: AffinityDomain) -> list[Finding]:
+    from xds_hub.errors import ErrorCode
+    from xds_hub.imaging.rad69 import RequestError, parse_request
+
+    assert message.payload is not None
+    try:
+        parse_request(message.payload)
+    except SoapFault as exc:
+        return [_fault(exc)]
+    except RequestError as exc:
+        return [Finding(str(ErrorCode.XDSI_REQUEST_ERROR), str(exc))]
+    return []
+
+
+def _check_kos(data: bytes) -> list[Finding]:
+    """A KOS manifest file, as the Document Repository checks it on RAD-68 (RAD TF-3 4.68.4.1.3)."""
+    from xds_hub.errors import ErrorCode
+    from xds_hub.imaging.kos import KosError, kos_problems, parse_kos
+
+    code = str(ErrorCode.REPOSITORY_METADATA_ERROR)
+    try:
+        kos = parse_kos(data)
+    except KosError as exc:
+        return [Finding(code, str(exc))]
+    return [Finding(code, f"KOS manifest: {text}") for text in kos_problems(kos)]
+
+
 def _check_v2(message: _Message) -> tuple[str, list[Finding]]:
     from xds_hub.pix.hl7v2 import parse
     from xds_hub.pix.service import check_msh
@@ -342,7 +370,7 @@ PAYLOADS: dict[str, tuple[str, Checker | None]] = {
     ns.qn(ns.HL7V3, "PRPA_IN201302UV02"): ("ITI-44 Patient Identity Feed (revise)", _check_iti44),
     ns.qn(ns.HL7V3, "PRPA_IN201304UV02"): ("ITI-44 Patient Identity Feed (merge)", _check_iti44),
     ns.qn(ns.HL7V3, "PRPA_IN201309UV02"): ("ITI-45 PIXV3 Query", _check_iti45),
-    ns.qn(ns.XDSI, "RetrieveImagingDocumentSetRequest"): ("RAD-69 Retrieve Imaging Document Set", None),
+    ns.qn(ns.XDSI, "RetrieveImagingDocumentSetRequest"): ("RAD-69 Retrieve Imaging Document Set", _check_rad69),
 }
 
 _ACTIONS = {
@@ -355,11 +383,8 @@ _ACTIONS = {
 
 def validate_bytes(data: bytes, domain: AffinityDomain) -> Report:
     """Detect what ``data`` is and check it with the hub's code."""
-    if len(data) > 132 and data[128:132] == b"DICM":
-        return Report(
-            "DICOM file (e.g. a KOS manifest)",
-            unchecked="the KOS manifest checker of the Imaging Document Source is not available yet",
-        )
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return Report("RAD-68 KOS manifest (DICOM file)", _check_kos(data))
     message = read_message(data)
     if message.text:
         kind, findings = _check_v2(message)

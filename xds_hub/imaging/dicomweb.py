@@ -181,19 +181,42 @@ def json_value(vr: str, value: Any) -> dict[str, Any]:
 #: What each QIDO-RS level returns (PS3.18 Tables 10.6.3-3 .. -5), beyond the keys matched on.
 QIDO_RETURN: Mapping[Level, tuple[str, ...]] = {
     Level.STUDY: (
-        "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
-        "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-        "StudyID", "StudyDescription", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "ModalitiesInStudy",
+        "ReferringPhysicianName",
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyID",
+        "StudyDescription",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
     ),
     Level.SERIES: (
-        "StudyInstanceUID", "Modality", "SeriesDescription", "SeriesNumber", "SeriesInstanceUID",
-        "BodyPartExamined", "NumberOfSeriesRelatedInstances",
+        "StudyInstanceUID",
+        "Modality",
+        "SeriesDescription",
+        "SeriesNumber",
+        "SeriesInstanceUID",
+        "BodyPartExamined",
+        "NumberOfSeriesRelatedInstances",
     ),
     Level.IMAGE: (
-        "StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID", "InstanceNumber",
-        "Rows", "Columns", "NumberOfFrames",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "InstanceNumber",
+        "Rows",
+        "Columns",
+        "NumberOfFrames",
     ),
-}  # fmt: skip
+}
 
 
 def qido_object(

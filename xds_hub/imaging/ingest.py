@@ -31,10 +31,20 @@ if TYPE_CHECKING:
 log = get_logger("xds_hub.imaging.ingest")
 
 _STUDY_COLUMNS = (
-    "patient_id", "issuer", "patient_name", "patient_birth_date", "patient_sex", "accession",
-    "accession_issuer", "study_date", "study_time", "study_description", "study_id",
-    "referring_physician", "charset",
-)  # fmt: skip
+    "patient_id",
+    "issuer",
+    "patient_name",
+    "patient_birth_date",
+    "patient_sex",
+    "accession",
+    "accession_issuer",
+    "study_date",
+    "study_time",
+    "study_description",
+    "study_id",
+    "referring_physician",
+    "charset",
+)
 
 
 @dataclass(frozen=True, slots=True)

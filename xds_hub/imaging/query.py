@@ -297,9 +297,16 @@ def instances(
 ) -> list[StoredInstance]:
     """The stored instances under the given UIDs (every list that is given must match)."""
     stmt = select(
-        ins.study_uid, ins.series_uid, ins.sop_instance_uid, ins.sop_class_uid, ins.transfer_syntax,
-        ins.blob_key, ins.size, ins.dataset_offset, ins.number_of_frames,
-    )  # fmt: skip
+        ins.study_uid,
+        ins.series_uid,
+        ins.sop_instance_uid,
+        ins.sop_class_uid,
+        ins.transfer_syntax,
+        ins.blob_key,
+        ins.size,
+        ins.dataset_offset,
+        ins.number_of_frames,
+    )
     conds: list[ColumnElement[bool]] = []
     if study_uids:
         conds.append(ins.study_uid.in_(list(study_uids)))

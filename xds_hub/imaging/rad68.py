@@ -43,13 +43,26 @@ DEFAULT_CODES: Mapping[str, Code] = {
 
 #: DICOM CID 29 Acquisition Modality: code meanings.
 MODALITY_MEANINGS: Mapping[str, str] = {
-    "CR": "Computed Radiography", "CT": "Computed Tomography", "DX": "Digital Radiography",
-    "ES": "Endoscopy", "IO": "Intra-oral Radiography", "MG": "Mammography", "MR": "Magnetic Resonance",
-    "NM": "Nuclear Medicine", "OCT": "Optical Coherence Tomography", "OP": "Ophthalmic Photography",
-    "PT": "Positron emission tomography", "PX": "Panoramic X-Ray", "RF": "Radio Fluoroscopy",
-    "US": "Ultrasound", "XA": "X-Ray Angiography", "XC": "External-camera Photography",
-    "ECG": "Electrocardiography", "SM": "Slide Microscopy", "OT": "Other",
-}  # fmt: skip
+    "CR": "Computed Radiography",
+    "CT": "Computed Tomography",
+    "DX": "Digital Radiography",
+    "ES": "Endoscopy",
+    "IO": "Intra-oral Radiography",
+    "MG": "Mammography",
+    "MR": "Magnetic Resonance",
+    "NM": "Nuclear Medicine",
+    "OCT": "Optical Coherence Tomography",
+    "OP": "Ophthalmic Photography",
+    "PT": "Positron emission tomography",
+    "PX": "Panoramic X-Ray",
+    "RF": "Radio Fluoroscopy",
+    "US": "Ultrasound",
+    "XA": "X-Ray Angiography",
+    "XC": "External-camera Photography",
+    "ECG": "Electrocardiography",
+    "SM": "Slide Microscopy",
+    "OT": "Other",
+}
 
 
 def pick_code(kind: str, domain: AffinityDomain) -> Code:

@@ -476,8 +476,8 @@ def read_multipart(
     boundary = media_type.get("boundary")
     if not boundary:
         raise MultipartError("the Content-Type has no boundary parameter")
-    if len(boundary) > 200:
-        raise MultipartError("the boundary parameter is longer than RFC 2046 allows")
+    if len(boundary) > 200 or not boundary.isascii():
+        raise MultipartError("the boundary parameter is not an RFC 2046 boundary")
     start = media_type.get("start")
     parser = _Parser(
         read,
@@ -574,7 +574,14 @@ def mtom_body(
         for head, att in segments:
             yield head
             if att is not None:
-                yield from _blob_chunks(blobs, att, chunk)
+                try:
+                    yield from _blob_chunks(blobs, att, chunk)
+                except Exception as exc:  # headers are out: all that is left is to drop the connection
+                    log.error(
+                        "MTOM response aborted while streaming an attachment",
+                        extra={"content_id": att.content_id, "blob": att.key, "error": type(exc).__name__},
+                    )
+                    raise
         yield tail
 
     if length <= SMALL_RESPONSE:  # one write; blobs read now, so a missing one is still a fault
