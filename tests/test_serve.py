@@ -49,3 +49,39 @@ def test_patient_add_registers_affinity_domain_ids_only(hub: Hub) -> None:
 def test_sigterm_stops_cleanly(hub_factory) -> None:  # type: ignore[no-untyped-def]
     h = hub_factory()
     assert h.stop(signal.SIGTERM) == 0
+
+
+def _raw_http(hub: Hub, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", hub.http_port), timeout=10) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_unparseable_http_gets_a_soap_fault_not_html(hub: Hub) -> None:
+    from lxml import etree
+
+    answer = _raw_http(
+        hub, b"POST /xds/registry HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"application/soap+xml" in head
+    assert b"<html" not in body.lower()
+    fault = etree.fromstring(body)
+    code = fault.find(
+        ".//{http://www.w3.org/2003/05/soap-envelope}Code/{http://www.w3.org/2003/05/soap-envelope}Value"
+    )
+    assert code is not None and code.text and code.text.endswith("Sender")
+
+
+def test_hub_keeps_serving_after_garbage_bytes(hub: Hub) -> None:
+    answer = _raw_http(hub, b"\x00\x01garbage\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"<html" not in answer.lower()
+    assert b"application/soap+xml" in answer
+    assert requests.get(hub.url("/healthz"), timeout=5).status_code == 200

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -93,7 +94,7 @@ def run_http(settings: Settings) -> None:
                 "bind": f"{settings.host}:{settings.http_port}",
                 "workers": settings.http_workers,
                 "threads": settings.http_threads,
-                "worker_class": "gthread",
+                "worker_class": "xds_hub.httpworker.HubWorker",
                 "timeout": 120,
                 "graceful_timeout": 60,
                 "keepalive": 30,
@@ -140,10 +141,12 @@ def run_actors(settings: Settings) -> None:
         stop.wait()
     finally:
         for name, actor in reversed(started):
+            began = time.monotonic()
             try:
                 actor.stop()
             except Exception:
                 log.exception("actor failed to stop cleanly", extra={"actor": name})
+            log.info("actor stopped", extra={"actor": name, "seconds": round(time.monotonic() - began, 3)})
         stores.close()
 
 

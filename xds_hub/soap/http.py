@@ -82,11 +82,25 @@ def fault_response(fault: SoapFault, exchange: _Exchange | None = None) -> Respo
     return Response(body, status=fault.http_status, content_type=content_type)
 
 
-def _read_all(stream: IO[bytes], limit: int) -> bytes:
+def _client_reader(stream: IO[bytes]) -> Callable[[int], bytes]:
+    """``stream.read``, where any failure to read is the client's (bad chunking, early end ...)."""
+
+    def read(size: int) -> bytes:
+        try:
+            return stream.read(size)
+        except ClientDisconnected:
+            raise
+        except Exception as exc:  # the server's HTTP parser refusing the client's bytes
+            raise faults.sender(f"the request body could not be read: {exc}") from exc
+
+    return read
+
+
+def _read_all(read: Callable[[int], bytes], limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        data = stream.read(_READ_CHUNK)
+        data = read(_READ_CHUNK)
         if not data:
             return b"".join(chunks)
         size += len(data)
@@ -169,13 +183,13 @@ class SoapEndpoints:
 
     def _read(self, exchange: _Exchange) -> SoapRequest:
         media = parse_media_type(request.headers.get("Content-Type", ""))
-        stream = request.stream
+        read = _client_reader(request.stream)
         attachments: Mapping[str, Attachment]
         if media.mime == "multipart/related":
             exchange.mtom = True
-            attachments = self._read_mtom(exchange, media, stream.read)
+            attachments = self._read_mtom(exchange, media, read)
         elif media.mime in _PLAIN_TYPES:
-            root = self._envelope(exchange, _read_all(stream, self.max_envelope), (media.get("action"),))
+            root = self._envelope(exchange, _read_all(read, self.max_envelope), (media.get("action"),))
             if xop_references(root):
                 raise faults.sender("xop:Include in a message that is not multipart/related (MTOM)")
             attachments = {}
