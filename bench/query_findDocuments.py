@@ -388,6 +388,8 @@ class Stats:
     latencies_ms: list[float]
     rows: list[int]
     cpu_per_1000: float | None = None
+    #: 1-minute load average of the machine when the run ended (other work inflates latencies).
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
 
     def pct(self, p: float) -> float:
         data = sorted(self.latencies_ms)
@@ -400,6 +402,7 @@ def measure_function(
     return_type, extra = SHAPES[shape]
     rng = random.Random(seed)
     lat, rows = [], []
+    cpu0 = time.process_time()
     for _ in range(n):
         pid = rng.choice(pids)
         adhoc = AdhocQuery(str(StoredQuery.FIND_DOCUMENTS), _slots(pid, extra(pid)), return_type)
@@ -407,7 +410,7 @@ def measure_function(
         found = iti18.run(stores, settings, parse_request(adhoc))
         lat.append((time.perf_counter() - t0) * 1000)
         rows.append(len(found))
-    return Stats(lat, rows)
+    return Stats(lat, rows, cpu_per_1000=(time.process_time() - cpu0) * 1000 / n)
 
 
 def _request_bytes(url: str, pid: str) -> bytes:
@@ -472,6 +475,7 @@ def summarize(runs: list[Stats]) -> dict[str, float]:
         "p99": med(lambda s: s.pct(99)),
         "max": med(lambda s: max(s.latencies_ms)),
         "rows": med(lambda s: statistics.mean(s.rows)),
+        "load": med(lambda s: s.load),
     }
     if runs[0].cpu_per_1000 is not None:
         out["cpu"] = med(lambda s: s.cpu_per_1000 or 0.0)
@@ -531,8 +535,9 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]]
         f"SQLite {sqlite3.sqlite_version}.  Medians of {args.runs} runs of {args.queries:,} queries "
         "(uniformly drawn patients; ~10 documents per patient, log-normal skew).",
         "",
-        "| backend · path · shape | p50 ms | p90 ms | p99 ms | max ms | objects/query | server CPU s/1000 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| backend · path · shape | p50 ms | p90 ms | p99 ms | max ms | objects/query "
+        "| CPU s/1000 queries | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in results:
         cpu = f"{r['cpu']:.2f}" if "cpu" in r else ""
@@ -542,6 +547,7 @@ def report(args: argparse.Namespace, results: list[tuple[str, dict[str, float]]]
             f"{r['max']:.1f}",
             f"{r['rows']:.1f}",
             cpu,
+            f"{r['load']:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -48,9 +48,9 @@ def adt(
     """An ITI-8 ADT message (PID-3 = ``pid3``; MRG-1 = ``mrg`` for A40)."""
     control = uuid.uuid4().hex[:16] if control is None else control
     structure = "ADT_A39" if event == "A40" else "ADT_A01"
+    msh9 = msh9 or f"ADT^{event}^{structure}"
     segs = [
-        f"MSH|^~\\&|{sending[0]}|{sending[1]}|XDSHUB|REGION|20240101120000||{msh9 or f'ADT^{event}^{structure}'}"
-        f"|{control}|{processing}|{version}",
+        f"MSH|^~\\&|{sending[0]}|{sending[1]}|XDSHUB|REGION|20240101120000||{msh9}|{control}|{processing}|{version}",
         f"EVN|{event}|20240101120000",
         f"PID|1||{'~'.join(pid3)}||{name}||19700101|M",
     ]
@@ -136,7 +136,9 @@ def post_v3(hub: Hub, action: str, body: etree._Element) -> etree._Element:
     url = hub.url("/pix")
     data = build_envelope(action, url, body)
     resp = requests.post(
-        url, data=data, headers={"Content-Type": f'application/soap+xml; charset=UTF-8; action="{action}"'},
+        url,
+        data=data,
+        headers={"Content-Type": f'application/soap+xml; charset=UTF-8; action="{action}"'},
         timeout=30,
     )
     env = etree.fromstring(resp.content)

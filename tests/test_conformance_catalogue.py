@@ -37,7 +37,10 @@ INTERFACE_TRANSACTIONS = {
 }
 
 _NOT_SERVED = "the hub does not serve this transaction yet (wsa:ActionNotSupported)"
-_KOS = "RAD-68: the repository does not check the manifest (no KOS checker yet)"
+_KOS = (
+    "RAD-68: the Document Repository does not check the manifest against its DocumentEntry "
+    "(xds_hub.imaging.kos.check_kos_against_metadata exists but ITI-41 does not call it)"
+)
 #: Scenario id -> why the hub fails it today (see the conformance report of issue 4).
 KNOWN_HUB_GAPS: dict[str, str] = {
     "repository/iti43/retrieve-unknown-document": (
@@ -56,12 +59,11 @@ KNOWN_HUB_GAPS: dict[str, str] = {
     "repository/iti86/remove-unknown-document": _NOT_SERVED,
     "imaging/rad68/not-a-kos": _KOS,
     "imaging/rad68/kos-study-mismatch": _KOS,
-    "imaging/rad69/by-instance": "RAD-69 handler not finished (Receiver fault)",
-    "imaging/rad69/by-series": "RAD-69 handler not finished (Receiver fault)",
-    "imaging/rad69/by-study": "RAD-69 handler not finished (Receiver fault)",
-    "imaging/rad69/partial": "RAD-69 handler not finished (Receiver fault)",
-    "imaging/rad69/unknown-instance": "RAD-69 handler not finished (Receiver fault)",
-    "imaging/rad69/unknown-source": "RAD-69 handler not finished (Receiver fault)",
+    "imaging/rad69/unknown-instance": (
+        "RAD-69 answers XDSMissingDocument for an instance it does not hold; RAD TF-3 4.69.4.2.3 and "
+        "ITI TF-3 Table 4.2.4.1-2 give XDSDocumentUniqueIdError"
+    ),
+    "imaging/rad69/partial": "same as rad69/unknown-instance",
 }
 
 
@@ -83,3 +85,18 @@ def test_conformance_catalogue_runs_green_against_the_hub(hub: Hub, db_backend: 
     assert not unexpected, "\n".join(f"{sid}: {why}" for sid, why in sorted(unexpected.items()))
     assert sum(r.outcome == "passed" for r in results) >= len(results) - len(KNOWN_HUB_GAPS)
     assert not [r.scenario.id for r in results if r.outcome == "skipped"]
+
+
+def test_conformance_patients_fed_by_iti44_when_the_target_has_no_mllp(hub: Hub) -> None:
+    """A target reachable only over SOAP: scenario patients are registered by ITI-44."""
+    from dataclasses import replace
+
+    from tests.conformance_support import hub_target
+    from xds_hub.conformance.engine import Runner
+    from xds_hub.conformance.scenario import select
+
+    target = replace(hub_target(hub), pix_mllp=None, patient_feed="iti44")
+    results = Runner(target).run_all(select(["registry/iti42/register-one-document", "pix/iti9/all-domains"]))
+    outcomes = {r.scenario.id: r.outcome for r in results}
+    assert outcomes == {"registry/iti42/register-one-document": "passed", "pix/iti9/all-domains": "skipped"}
+    assert results[0].steps[0].exchanges[0].title.startswith("ITI-44 feed")

@@ -20,12 +20,10 @@ from tests.pix_support import (
     HOPB,
     NATIONAL,
     V3,
-    adt,
     cx,
     new_id,
     post_v3,
     query_ids,
-    send,
     v3_text,
 )
 from xds_hub import ns
@@ -76,19 +74,26 @@ def feed_message(
         assert person is not None
         other = etree.SubElement(person, ns.qn(ns.HL7V3, "asOtherIDs"), classCode="PAT")
         etree.SubElement(other, ns.qn(ns.HL7V3, "id"), root=ident.authority, extension=ident.value)
-        org = etree.SubElement(other, ns.qn(ns.HL7V3, "scopingOrganization"), classCode="ORG",
-                               determinerCode="INSTANCE")
+        org = etree.SubElement(
+            other, ns.qn(ns.HL7V3, "scopingOrganization"), classCode="ORG", determinerCode="INSTANCE"
+        )
         etree.SubElement(org, ns.qn(ns.HL7V3, "id"), root=ident.authority)
     if person is not None:  # asOtherIDs must come right after addr ... keep schema order: move them
-        tail = [c for c in person if isinstance(c.tag, str) and etree.QName(c).localname in (
-            "personalRelationship", "birthPlace", "languageCommunication")]
+        tail = [
+            c
+            for c in person
+            if isinstance(c.tag, str)
+            and etree.QName(c).localname in ("personalRelationship", "birthPlace", "languageCommunication")
+        ]
         for c in tail:
             person.remove(c)
             person.append(c)
     if prior is not None:
         (old_id,) = body.xpath(
             "v3:controlActProcess/v3:subject/v3:registrationEvent/v3:replacementOf/v3:priorRegistration"
-            "/v3:subject1/v3:priorRegisteredRole/v3:id", namespaces=V3)
+            "/v3:subject1/v3:priorRegisteredRole/v3:id",
+            namespaces=V3,
+        )
         for key in list(old_id.attrib):
             del old_id.attrib[key]
         old_id.set("root", prior.authority)
@@ -103,8 +108,13 @@ ACTIONS = {
 }
 
 
-def feed(hub: Hub, interaction: str, *ids: Identifier, others: Sequence[Identifier] = (),
-         prior: Identifier | None = None) -> etree._Element:
+def feed(
+    hub: Hub,
+    interaction: str,
+    *ids: Identifier,
+    others: Sequence[Identifier] = (),
+    prior: Identifier | None = None,
+) -> etree._Element:
     body = feed_message(interaction, list(ids), others, prior)
     reply = post_v3(hub, ACTIONS[interaction], body)
     assert etree.QName(reply).localname == "MCCI_IN000002UV01"
@@ -144,7 +154,10 @@ def test_iti44_add_links_and_is_seen_by_iti9(hub: Hub) -> None:
 
 def test_iti44_other_ids_of_a_linking_authority_link(hub: Hub) -> None:
     national, a, b = ident(NATIONAL, "N"), ident(HOPA), ident(HOPB)
-    assert ack(feed(hub, "PRPA_IN201301UV02", a, others=[national, Identifier("2.16.840.1.113883.4.1", "999")])) == "AA"
+    assert (
+        ack(feed(hub, "PRPA_IN201301UV02", a, others=[national, Identifier("2.16.840.1.113883.4.1", "999")]))
+        == "AA"
+    )
     assert ack(feed(hub, "PRPA_IN201302UV02", b, others=[national])) == "AA"
     status, ids = query_ids(hub.mllp_port, cx(b.value, HOPB), [HOPA, NATIONAL])
     assert (status, ids) == ("OK", {cx(a.value, HOPA), cx(national.value, NATIONAL)})
@@ -184,11 +197,13 @@ def test_iti44_merge_of_unknown_prior_is_ae_204(hub: Hub) -> None:
     feed(hub, "PRPA_IN201301UV02", new)
     reply = feed(hub, "PRPA_IN201304UV02", new, prior=ident(HOPA))
     assert ack(reply) == "AE"
-    assert details(reply) == [(
-        "204",
-        "/PRPA_IN201304UV02/controlActProcess/subject/registrationEvent/replacementOf/priorRegistration"
-        "/subject1/priorRegisteredRole/id",
-    )]
+    assert details(reply) == [
+        (
+            "204",
+            "/PRPA_IN201304UV02/controlActProcess/subject/registrationEvent/replacementOf/priorRegistration"
+            "/subject1/priorRegisteredRole/id",
+        )
+    ]
 
 
 def test_iti44_missing_patient_is_ae_100(hub: Hub) -> None:

@@ -13,7 +13,20 @@ from lxml import etree
 
 from tests.hubproc import Hub
 from tests.oracle import SAMPLES, assert_valid
-from tests.pix_support import AFFINITY, CLIC, HOPA, HOPB, V3, ack_code, adt, cx, new_id, post_v3, send, v3_text
+from tests.pix_support import (
+    AFFINITY,
+    CLIC,
+    HOPA,
+    HOPB,
+    V3,
+    ack_code,
+    adt,
+    cx,
+    new_id,
+    post_v3,
+    send,
+    v3_text,
+)
 from xds_hub import ns
 from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.pix.model import Identifier

@@ -34,7 +34,7 @@ def _regional(hub: Hub, local: str) -> str:
     return regional
 
 
-def _registry_knows(hub: Hub, pid: str) -> str | None | bool:
+def _registry_knows(hub: Hub, pid: str) -> str | bool | None:
     """merged_into of ``pid`` in the registry's patient table (False when absent)."""
     engine = create_engine(hub.db_url)
     try:

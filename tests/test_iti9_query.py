@@ -100,7 +100,9 @@ def test_iti9_missing_qpd_is_ae_100(hub: Hub) -> None:
 
 
 def test_iti9_other_query_is_rejected_201(hub: Hub) -> None:
-    message = "MSH|^~\\&|C|F|XDSHUB|R|20240101||QBP^Q22^QBP_Q21|Q9|P|2.5\rQPD|IHE PDQ Query|T|@PID.5.1^X\rRCP|I\r"
+    message = (
+        "MSH|^~\\&|C|F|XDSHUB|R|20240101||QBP^Q22^QBP_Q21|Q9|P|2.5\rQPD|IHE PDQ Query|T|@PID.5.1^X\rRCP|I\r"
+    )
     reply = send(hub.mllp_port, message)
     assert ack_code(reply) == "AR"
     assert errors(reply) == [("201", "MSH^1^9^1^2")]

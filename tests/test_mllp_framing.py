@@ -3,6 +3,7 @@ sockets: start/end blocks, partial reads, pipelined messages, garbage, broken fr
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 
@@ -20,11 +21,13 @@ from xds_hub.pix.mllp import END, START, FrameReader, FrameTooLarge, frame
 
 def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 @given(
-    payloads=st.lists(st.binary(max_size=60).map(lambda b: b.replace(START, b"").replace(END, b"")), max_size=6),
+    payloads=st.lists(
+        st.binary(max_size=60).map(lambda b: b.replace(START, b"").replace(END, b"")), max_size=6
+    ),
     cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=20),
     junk=st.binary(max_size=10).map(lambda b: b.replace(START, b"")),
 )
@@ -127,7 +130,9 @@ def test_mllp_client_hanging_up_mid_frame_does_not_stop_the_listener(hub: Hub) -
 
 
 def test_mllp_latin1_message_is_answered_in_latin1(hub: Hub) -> None:
-    msg = adt("A01", cx(new_id(), HOPA), name="M\u00dcLLER^J\u00d6RG").replace("|2.3.1", "|2.3.1||||||8859/1", 1)
+    msg = adt("A01", cx(new_id(), HOPA), name="M\u00dcLLER^J\u00d6RG").replace(
+        "|2.3.1", "|2.3.1||||||8859/1", 1
+    )
     (reply,) = send_raw(hub.mllp_port, frame(msg.encode("latin-1")), 1)
     assert ack_code(reply) == "AA"
     assert reply.charset == "8859/1"

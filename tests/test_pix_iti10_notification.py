@@ -28,7 +28,9 @@ from xds_hub.pix.tables import pix_notification
 
 def _config(port: int, domains: tuple[str, ...] = (AFFINITY, HOPB)) -> str:
     listed = ", ".join(f'"{d}"' for d in domains)
-    return TEST_CONFIG + f"""
+    return (
+        TEST_CONFIG
+        + f"""
 [pix]
 application = "REGION_PIX"
 facility = "REGION"
@@ -41,6 +43,7 @@ domains = [{listed}]
 application = "HOPB_PIX"
 facility = "HOPB"
 """
+    )
 
 
 def _statuses(hub: Hub) -> list[tuple[str, str, int]]:
@@ -48,8 +51,10 @@ def _statuses(hub: Hub) -> list[tuple[str, str, int]]:
     try:
         with engine.connect() as conn:
             t = pix_notification
-            return [(r.subscriber, r.status, r.attempts) for r in
-                    conn.execute(select(t.c.subscriber, t.c.status, t.c.attempts).order_by(t.c.id))]
+            return [
+                (r.subscriber, r.status, r.attempts)
+                for r in conn.execute(select(t.c.subscriber, t.c.status, t.c.attempts).order_by(t.c.id))
+            ]
     finally:
         engine.dispose()
 
@@ -78,9 +83,17 @@ def test_iti10_link_change_notifies_the_subscriber(hub_factory: Callable[..., Hu
         received = c.wait_for(2)
     assert len(received) == 2
     msg = received[1]
-    assert (msg.message_type, msg.trigger_event, msg.structure, msg.version) == ("ADT", "A31", "ADT_A05", "2.5")
+    assert (msg.message_type, msg.trigger_event, msg.structure, msg.version) == (
+        "ADT",
+        "A31",
+        "ADT_A05",
+        "2.5",
+    )
     assert (msg.msh.value(3), msg.msh.value(4), msg.msh.value(5), msg.msh.value(6)) == (
-        "REGION_PIX", "REGION", "HOPB_PIX", "HOPB",
+        "REGION_PIX",
+        "REGION",
+        "HOPB_PIX",
+        "HOPB",
     )
     assert pid3(msg) == {regional, b}  # only the subscriber's domains of interest
     pid = msg.first("PID")

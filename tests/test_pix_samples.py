@@ -151,8 +151,9 @@ def test_pix_v3_query_sample_is_answered(samples_hub: Hub, name: str, expected: 
     code = v3_text(reply, "v3:controlActProcess/v3:queryAck/v3:queryResponseCode/@code")
     assert (ack[0], code[0]) == expected
     if expected[0] == "AA":
-        ids = reply.xpath("v3:controlActProcess/v3:subject/v3:registrationEvent/v3:subject1/v3:patient/v3:id",
-                          namespaces=V3)
+        ids = reply.xpath(
+            "v3:controlActProcess/v3:subject/v3:registrationEvent/v3:subject1/v3:patient/v3:id", namespaces=V3
+        )
         assert [(i.get("root"), i.get("extension")) for i in ids] == [
             ("1.3.6.1.4.1.21367.2005.1.2", "XREF10501")
         ]

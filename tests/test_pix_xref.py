@@ -31,10 +31,18 @@ def ident(authority: str, prefix: str = "L") -> Identifier:
     return Identifier(authority, new_id(prefix))
 
 
-def feed(stores: Stores, xref: CrossReference, *ids: Identifier, kind: FeedKind = FeedKind.ADD,
-         prior: tuple[Identifier, ...] = ()) -> object:
-    event = FeedEvent(kind, tuple(raw(i, n) for n, i in enumerate(ids, 1)),
-                      prior_ids=tuple(raw(i, n) for n, i in enumerate(prior, 1)))
+def feed(
+    stores: Stores,
+    xref: CrossReference,
+    *ids: Identifier,
+    kind: FeedKind = FeedKind.ADD,
+    prior: tuple[Identifier, ...] = (),
+) -> object:
+    event = FeedEvent(
+        kind,
+        tuple(raw(i, n) for n, i in enumerate(ids, 1)),
+        prior_ids=tuple(raw(i, n) for n, i in enumerate(prior, 1)),
+    )
     with write_transaction(stores.engine) as conn:
         return xref.merge(conn, event) if kind is FeedKind.MERGE else xref.feed(conn, event)
 
@@ -46,8 +54,13 @@ def aliases(stores: Stores, xref: CrossReference, who: Identifier, *domains: str
     return set(answer.identifiers)
 
 
-def refused(stores: Stores, xref: CrossReference, *ids: Identifier, kind: FeedKind = FeedKind.ADD,
-            prior: tuple[Identifier, ...] = ()) -> list[tuple[Hl7ErrorCode, str]]:
+def refused(
+    stores: Stores,
+    xref: CrossReference,
+    *ids: Identifier,
+    kind: FeedKind = FeedKind.ADD,
+    prior: tuple[Identifier, ...] = (),
+) -> list[tuple[Hl7ErrorCode, str]]:
     with pytest.raises(Hl7Error) as info:
         feed(stores, xref, *ids, kind=kind, prior=prior)
     return [(p.code, p.location) for p in info.value.problems]

@@ -12,10 +12,12 @@ from sqlalchemy import select
 
 from tests.imaging_helpers import ingest, link_patient, make_instance, make_study, region_settings
 from xds_hub.config import Settings
+from xds_hub.domain.metadata import DocumentEntry
 from xds_hub.domain.vocabulary import Status
-from xds_hub.imaging.kos import kos_problems, parse_kos
+from xds_hub.imaging.kos import check_kos_against_metadata, kos_problems, parse_kos
 from xds_hub.imaging.publisher import Outcome, StudyPublisher, publish_study
 from xds_hub.imaging.tables import dicom_study, imaging_manifest, imaging_report
+from xds_hub.storage import codec
 from xds_hub.storage.schema import (
     document_entry,
     object_code,
@@ -76,8 +78,12 @@ def test_rad68_publishes_the_manifest_with_xdsi_metadata(region: Settings, store
         f"{study.study_uid}^^^^urn:ihe:iti:xds:2016:studyInstanceUID",
     }
     assert entry["body"]["source_patient_id"] == f"LOC-100^^^&{HOPA}&ISO"
-    kos = parse_kos(_kos_blob(stores, result.kos_uid or ""))
+    blob = _kos_blob(stores, result.kos_uid or "")
+    kos = parse_kos(blob)
     assert kos_problems(kos) == []
+    with stores.engine.connect() as conn:
+        text = conn.execute(select(registry_object.c.body).where(registry_object.c.id == row.id)).scalar_one()
+    assert check_kos_against_metadata(blob, codec.loads(DocumentEntry, text)) == []  # what RAD-68 checks
     assert kos.sop_instance_uid == result.kos_uid and kos.accessions == (study.accession,)
     assert kos.title == ("113030", "DCM")
     assert kos.studies == {

@@ -130,7 +130,7 @@ def test_validate_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert _cli(str(bad)) == 1
     out = capsys.readouterr().out
     assert "INVALID" in out and "XDSRegistryMetadataError" in out
-    assert _cli(str(dicom)) == 2
+    assert _cli(str(dicom)) == 1  # a DICOM file that is no readable KOS
     assert _cli("--json", str(good), str(bad)) == 1
 
 
@@ -165,3 +165,23 @@ def test_validate_never_crashes(data: bytes) -> None:
 )
 def test_validate_never_crashes_on_truncated_messages(head: bytes, tail: bytes) -> None:
     validate_bytes(head + tail, DEMO_DOMAIN)
+
+
+def test_validate_rad69_request_and_kos_manifest() -> None:
+    from xds_hub.conformance.dicom import make_kos
+    from xds_hub.conformance.messages import build_imaging_retrieve
+    from xds_hub.conformance.target import Target
+    from xds_hub.conformance.template import Context
+
+    ctx = Context(Target("http://x"))
+    good = build_imaging_retrieve(
+        {"studies": [{"uid": "1.2", "series": [{"uid": "1.2.3", "instances": ["1.2.3.4"]}]}]}, ctx
+    )
+    assert validate_bytes(_xml(good), DEMO_DOMAIN).valid
+    empty = build_imaging_retrieve({"studies": [{"uid": "1.2", "series": []}]}, ctx)
+    assert _codes(_xml(empty)) == {"XDSIRequestError"}
+    kos = make_kos(ctx, {"study": "1.2", "series": [{"uid": "1.2.3", "instances": [{"uid": "1.2.3.4"}]}]})
+    report = validate_bytes(kos, DEMO_DOMAIN)
+    assert report.kind.startswith("RAD-68") and report.valid, report.findings
+    no_series = make_kos(ctx, {"study": "1.2", "series": []})
+    assert _codes(no_series) == {"XDSRepositoryMetadataError"}

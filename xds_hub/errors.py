@@ -59,7 +59,9 @@ class ErrorCode(StrEnum):
     # ebRS 3.0 / Remove Metadata (ITI-62) and Remove Documents (ITI-86)
     UNRESOLVED_REFERENCE = "UnresolvedReferenceException"
     REFERENCES_EXIST = "ReferencesExistException"
-    UNREFERENCED_OBJECT = "UnreferencedObjectException"
+    #: Remove Metadata [ITI-62]: the removal would leave an object that nothing references
+    #: (spelled with the XDS prefix, as the NIST registry simulator and its RMD tests do).
+    UNREFERENCED_OBJECT = "XDSUnreferencedObjectException"
     # XDS-I.b (RAD TF-3 4.69)
     XDSI_REQUEST_ERROR = "XDSIRequestError"
 

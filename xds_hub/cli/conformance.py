@@ -1,4 +1,4 @@
-"""`xds-hub conformance run|list`: the conformance catalogue against any endpoint (issue 4)."""
+"""`xds-hub conformance run|list` (the catalogue against any endpoint) and `xds-hub demo` (issue 4)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,22 @@ def register(sub: Any) -> None:
     )
     run.set_defaults(func=run_command)
 
+    demo = sub.add_parser("demo", help="start a hub and play the region's story end to end (under a minute)")
+    demo.add_argument("--data", type=Path, help="folder for the demo hub (default: a temporary one, removed)")
+    demo.add_argument(
+        "--html", type=Path, metavar="FILE", help="write the HTML report of the demo's exchanges"
+    )
+    demo.set_defaults(func=demo_command)
+
     show = verbs.add_parser("list", help="list the scenarios of the catalogue")
     show.add_argument("scenarios", nargs="*", metavar="SCENARIO")
     show.set_defaults(func=list_command)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from xds_hub.conformance.demo import run_demo
+
+    return run_demo(sys.stdout, args.data, args.html)
 
 
 def list_command(args: argparse.Namespace) -> int:

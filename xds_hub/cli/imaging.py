@@ -74,7 +74,7 @@ def publish_study(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     stores = open_stores(settings)
     try:
-        result = publish(stores, settings, args.study_uid, force=args.force)
+        result = publish(stores, settings, args.study_uid, force=args.force, wait=120.0)
     finally:
         stores.close()
     if result.outcome in (Outcome.PUBLISHED, Outcome.UP_TO_DATE):

@@ -3,9 +3,11 @@
 Messages (``[[steps]]`` keys):
 
 - ``calling_ae``: the calling AE title (default: the target config's ``calling_ae``);
-- DICOM-STORE: ``instances = [{ name, study, series, patient_id, issuer, modality, rows }]``: small
-  synthetic images made here; ``study`` / ``series`` name UIDs shared between instances (fresh per
-  run).  Recorded: ``steps.<step>.<name>.uid|study|series|sop_class``;
+- DICOM-STORE: ``instances = [{ name, study, series, patient_id, issuer, modality, rows, count }]``:
+  small synthetic images made here; ``study`` / ``series`` name UIDs shared between instances (fresh
+  per run); ``count = N`` makes N instances NAME1..NAMEN.  Recorded:
+  ``steps.<step>.<name>.uid|study|series|sop_class``;
+- DICOM-FIND captures: ``[steps.capture] name = "Keyword"`` records that attribute of the first match;
 - DICOM-FIND / -MOVE / -GET: ``model`` (``study`` default, or ``patient``), ``level`` (``STUDY``,
   ``SERIES``, ``IMAGE``, ``PATIENT``), ``keys`` (attribute keyword -> value; "" asks for it);
   DICOM-MOVE: ``destination`` (an AE title of the target config's ``dicom_nodes``: a storage SCP is
@@ -107,6 +109,7 @@ def make_instance(call: Call, spec: Mapping[str, Any]) -> Dataset:
     ctx.record(step, f"{name}.study", ds.StudyInstanceUID)
     ctx.record(step, f"{name}.series", ds.SeriesInstanceUID)
     ctx.record(step, f"{name}.sop_class", ds.SOPClassUID)
+    ctx.blobs[f"sent:{ds.SOPInstanceUID}"] = encode(ds)
     return ds
 
 
@@ -122,16 +125,36 @@ def _show(ds: Dataset) -> str:
     return "\n".join(str(elem) for elem in ds if elem.keyword != "PixelData")
 
 
-class _Received:
-    """Instances received by a C-GET requestor or a C-MOVE destination."""
+def encode(ds: Dataset) -> bytes:
+    """``ds`` without its file meta, in Explicit VR Little Endian: what a byte comparison compares."""
+    from io import BytesIO
 
-    def __init__(self) -> None:
+    from pydicom.filewriter import dcmwrite
+
+    copy = Dataset({elem.tag: elem for elem in ds if elem.tag.group != 2})
+    buf = BytesIO()
+    dcmwrite(buf, copy, little_endian=True, implicit_vr=False)
+    return buf.getvalue()
+
+
+class _Received:
+    """Instances received by a C-GET requestor or a C-MOVE destination (kept in ``ctx.blobs``)."""
+
+    def __init__(self, call: Call, expected: int = 0) -> None:
         self.uids: list[str] = []
         self.lock = threading.Lock()
+        self.call = call
+        self.expected = expected
 
     def on_store(self, event: Any) -> int:
+        ds = event.dataset
+        data = encode(ds)
         with self.lock:
-            self.uids.append(str(event.dataset.SOPInstanceUID))
+            uid = str(ds.SOPInstanceUID)
+            self.uids.append(uid)
+            self.call.ctx.blobs[f"received:{self.call.step.name}:{uid}"] = data
+            if self.call.ctx.progress is not None:
+                self.call.ctx.progress(self.call.step.transaction, len(self.uids), self.expected)
         return 0x0000
 
 
@@ -165,6 +188,10 @@ def run(operation: str, call: Call) -> StepRun:
     finally:
         exchange.elapsed = time.monotonic() - started
     run_result.checks = _checks(outcome, call.expect)
+    matches: list[Dataset] = outcome.get("matches", [])
+    for name, keyword in call.step.capture.items():
+        if matches and keyword in matches[0]:
+            call.ctx.record(call.step.name, name, str(matches[0].get(keyword)))
     return run_result
 
 
@@ -195,8 +222,21 @@ def _echo(call: Call, exchange: Exchange) -> dict[str, Any]:
     return {"status": code}
 
 
+def _expand(specs: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``count = N`` in an instance spec stands for N instances NAME1..NAMEN of the same series."""
+    out: list[Mapping[str, Any]] = []
+    for spec in specs:
+        count = int(spec.get("count", 1))
+        if count == 1:
+            out.append(spec)
+            continue
+        base = str(spec.get("name", "i"))
+        out.extend({**spec, "name": f"{base}{n}", "instance_number": n} for n in range(1, count + 1))
+    return out
+
+
 def _store(call: Call, exchange: Exchange) -> dict[str, Any]:
-    instances = [make_instance(call, spec) for spec in call.message.get("instances", [{}])]
+    instances = [make_instance(call, spec) for spec in _expand(list(call.message.get("instances", [{}])))]
     ae = _ae(call)
     for sop_class in {str(ds.SOPClassUID) for ds in instances}:
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian])
@@ -204,9 +244,11 @@ def _store(call: Call, exchange: Exchange) -> dict[str, Any]:
     assoc = _associate(call, ae)
     statuses: list[int] = []
     try:
-        for ds in instances:
+        for n, ds in enumerate(instances, start=1):
             status = assoc.send_c_store(ds)
             statuses.append(int(status.Status) if status else -1)
+            if call.ctx.progress is not None:
+                call.ctx.progress(call.step.transaction, n, len(instances))
     finally:
         assoc.release()
     exchange.response = "\n".join(
@@ -245,7 +287,7 @@ def _retrieve(call: Call, exchange: Exchange, kind: str) -> dict[str, Any]:
 
     model = _MODELS[(str(call.message.get("model", "study")), kind)]
     identifier = _identifier(call.message)
-    received = _Received()
+    received = _Received(call, int(call.expect.get("received", len(call.expect.get("received_uids", [])))))
     ae = _ae(call)
     ae.add_requested_context(model)
     server = None

@@ -50,6 +50,8 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     message: str = ""
     duration: float = 0.0
+    #: The run's values (fresh ids, recorded values, kept bytes), for callers that need them.
+    context: Context | None = None
 
     @property
     def failures(self) -> list[str]:
@@ -176,11 +178,18 @@ class Runner:
     """Runs scenarios against one target; ``on_result`` is called as each scenario ends."""
 
     def __init__(
-        self, target: Target, jobs: int = 4, on_result: Callable[[ScenarioResult], None] | None = None
+        self,
+        target: Target,
+        jobs: int = 4,
+        on_result: Callable[[ScenarioResult], None] | None = None,
+        on_step: Callable[[Scenario, StepResult], None] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.target = target
         self.jobs = max(1, jobs)
         self.on_result = on_result
+        self.on_step = on_step
+        self.progress = progress
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -215,8 +224,8 @@ class Runner:
             return ScenarioResult(scenario, SKIPPED, message=f"the target lacks {', '.join(sorted(missing))}")
         if scenario.patients and "feed" not in self.target.available:
             return ScenarioResult(scenario, SKIPPED, message="no way to register patients with the target")
-        ctx = Context(self.target)
-        result = ScenarioResult(scenario, PASSED)
+        ctx = Context(self.target, progress=self.progress)
+        result = ScenarioResult(scenario, PASSED, context=ctx)
         setup = StepResult("setup", "feed", PASSED)
         for name in scenario.patients:
             ok, exchange = feed_patient(ctx, name)
@@ -236,7 +245,13 @@ class Runner:
                 result.steps.append(StepResult(step.name, step.transaction, SKIPPED, message="not run"))
                 continue
             step_result = self._step(ctx, scenario, step)
+            deadline = time.monotonic() + step.retry
+            while step_result.outcome == FAILED and time.monotonic() < deadline:
+                time.sleep(0.5)
+                step_result = self._step(ctx, scenario, step)
             result.steps.append(step_result)
+            if self.on_step is not None:
+                self.on_step(scenario, step_result)
             if step_result.outcome == ERROR:
                 result.outcome = ERROR
                 result.message = result.message or f"{step.name}: {step_result.message}"

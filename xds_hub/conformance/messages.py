@@ -124,13 +124,46 @@ def build_remove_metadata(desc: Mapping[str, Any]) -> etree._Element:
     return req
 
 
+def studies_of_manifest(data: bytes) -> tuple[list[dict[str, Any]], str]:
+    """The studies/series/instances a KOS manifest lists, and its first Retrieve Location UID."""
+    from io import BytesIO
+
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = dcmread(BytesIO(data))
+    except (InvalidDicomError, ValueError, EOFError, OSError) as exc:
+        raise BuildError(f"the manifest is not a DICOM file: {exc}") from exc
+    studies: list[dict[str, Any]] = []
+    location = ""
+    for study in ds.get("CurrentRequestedProcedureEvidenceSequence") or []:
+        series_list = []
+        for series in study.get("ReferencedSeriesSequence") or []:
+            location = location or str(series.get("RetrieveLocationUID", ""))
+            instances = [str(r.ReferencedSOPInstanceUID) for r in series.get("ReferencedSOPSequence") or []]
+            series_list.append({"uid": str(series.SeriesInstanceUID), "instances": instances})
+        studies.append({"uid": str(study.StudyInstanceUID), "series": series_list})
+    return studies, location
+
+
 def build_imaging_retrieve(desc: Mapping[str, Any], ctx: Context) -> etree._Element:
-    """xdsi:RetrieveImagingDocumentSetRequest (RAD TF-3 4.69.4.1.2)."""
+    """xdsi:RetrieveImagingDocumentSetRequest (RAD TF-3 4.69.4.1.2).
+
+    ``manifest = UNIQUEID`` asks for every instance of a KOS retrieved by an earlier step.
+    """
     req = etree.Element(
         _q(ns.XDSI, "RetrieveImagingDocumentSetRequest"), nsmap={"xdsi": ns.XDSI, "xdsb": ns.XDSB}
     )
     repo = str(desc.get("repository", ctx.target.domain.imaging_source_unique_id))
-    for study in desc.get("studies", []):
+    studies = desc.get("studies", [])
+    if "manifest" in desc:
+        data = ctx.blobs.get(str(desc["manifest"]))
+        if data is None:
+            raise BuildError(f"manifest {desc['manifest']} was not retrieved by an earlier step")
+        studies, location = studies_of_manifest(data)
+        repo = str(desc.get("repository", location or repo))
+    for study in studies:
         s = etree.SubElement(req, _q(ns.XDSI, "StudyRequest"), studyInstanceUID=str(study["uid"]))
         for series in study.get("series", []):
             se = etree.SubElement(s, _q(ns.XDSI, "SeriesRequest"), seriesInstanceUID=str(series["uid"]))

@@ -34,7 +34,17 @@ from typing import Any
 
 #: Step keys that are not the message description.
 _STEP_META = frozenset(
-    {"name", "transaction", "expect", "capture", "mutate", "description", "continue_on_failure", "delay"}
+    {
+        "name",
+        "transaction",
+        "expect",
+        "capture",
+        "mutate",
+        "description",
+        "continue_on_failure",
+        "delay",
+        "retry",
+    }
 )
 _SCENARIO_KEYS = frozenset({"title", "tf", "description", "tags", "requires", "patients", "steps", "skip"})
 
@@ -60,6 +70,8 @@ class Step:
     continue_on_failure: bool = False
     #: Seconds to wait before the step (e.g. for a study to be published).
     delay: float = 0.0
+    #: Seconds during which a failing step is tried again (for what the target does in the background).
+    retry: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,7 @@ def _parse_step(raw: Any, index: int, transactions: Iterable[str]) -> Step:
         description=str(raw.get("description", "")),
         continue_on_failure=bool(raw.get("continue_on_failure", False)),
         delay=float(raw.get("delay", 0.0)),
+        retry=float(raw.get("retry", 0.0)),
     )
 
 

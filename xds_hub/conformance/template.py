@@ -77,6 +77,10 @@ class Context:
     ids: dict[str, str] = field(default_factory=dict)
     #: steps.<step>.<key...> -> value (flat, dotted keys below the step name).
     recorded: dict[str, str] = field(default_factory=dict)
+    #: Bytes kept for later steps: retrieved documents by uniqueId, DICOM datasets sent and received.
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    #: Called as long transfers advance: (what, done, total).
+    progress: Callable[[str, int, int], None] | None = None
 
     def patient(self, name: str) -> Patient:
         if name not in self.patients:

@@ -114,6 +114,7 @@ def _send(
         raw_content_type=call.message.get("content_type"),
     )
     run = StepRun(exchanges=[result.exchange])
+    _keep_documents(call, result)
     run.checks = chk.soap_checks(result, call.expect, response_action)
     if "ack_v3" in call.expect:
         got = chk.capture_xpath(result, "//hl7:acknowledgement/hl7:typeCode/@code")
@@ -122,6 +123,18 @@ def _send(
         )
     _capture(call, result)
     return run
+
+
+def _keep_documents(call: Call, result: SoapResult) -> None:
+    """Retrieved documents, by uniqueId, for later steps (e.g. a RAD-69 built from a manifest)."""
+    if result.body is None or result.fault is not None:
+        return
+    for resp in result.body.iterchildren(ns.qn(ns.XDSB, "DocumentResponse")):
+        uid = resp.findtext(ns.qn(ns.XDSB, "DocumentUniqueId"))
+        doc = resp.find(ns.qn(ns.XDSB, "Document"))
+        data = result.part_for(doc) if doc is not None else None
+        if uid and data is not None:
+            call.ctx.blobs[uid] = data
 
 
 def _capture(call: Call, result: SoapResult) -> None:

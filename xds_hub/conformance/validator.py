@@ -370,7 +370,10 @@ PAYLOADS: dict[str, tuple[str, Checker | None]] = {
     ns.qn(ns.HL7V3, "PRPA_IN201302UV02"): ("ITI-44 Patient Identity Feed (revise)", _check_iti44),
     ns.qn(ns.HL7V3, "PRPA_IN201304UV02"): ("ITI-44 Patient Identity Feed (merge)", _check_iti44),
     ns.qn(ns.HL7V3, "PRPA_IN201309UV02"): ("ITI-45 PIXV3 Query", _check_iti45),
-    ns.qn(ns.XDSI, "RetrieveImagingDocumentSetRequest"): ("RAD-69 Retrieve Imaging Document Set", _check_rad69),
+    ns.qn(ns.XDSI, "RetrieveImagingDocumentSetRequest"): (
+        "RAD-69 Retrieve Imaging Document Set",
+        _check_rad69,
+    ),
 }
 
 _ACTIONS = {

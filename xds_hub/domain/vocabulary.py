@@ -159,3 +159,20 @@ class DocumentAvailability(StrEnum):
 
     ONLINE = "urn:ihe:iti:2010:DocumentAvailability:Online"
     OFFLINE = "urn:ihe:iti:2010:DocumentAvailability:Offline"
+
+
+class MetadataUpdateSlot(StrEnum):
+    """Slots on the associations of Update Document Set [ITI-57] (ITI TF-2 3.57.4.1.3.3)."""
+
+    #: On the HasMember SubmissionSet -> new version: the version the update replaces.
+    PREVIOUS_VERSION = "PreviousVersion"
+    #: On that HasMember: "yes" (default) / "no", copy the previous version's associations.
+    ASSOCIATION_PROPAGATION = "AssociationPropagation"
+    #: On an UpdateAvailabilityStatus association: the status the target has, and the one it gets.
+    ORIGINAL_STATUS = "OriginalStatus"
+    NEW_STATUS = "NewStatus"
+
+
+#: lcm:RemoveObjectsRequest/@deletionScope default, the only scope of Delete Document Set [ITI-62]
+#: (ITI TF-2 3.62.4.1.2; ebRS 3.0 5.3.4): remove the objects themselves.
+DELETION_SCOPE_DELETE_ALL: Final = "urn:oasis:names:tc:ebxml-regrep:DeletionScopeType:DeleteAll"

@@ -39,6 +39,7 @@ from xds_hub.domain.metadata import (
 )
 from xds_hub.domain.vocabulary import (
     ASSOCIATION_DOCUMENTATION_SCHEME,
+    DELETION_SCOPE_DELETE_ALL,
     FOLDER_NODE,
     SUBMISSION_SET_NODE,
     AssociationType,
@@ -615,3 +616,40 @@ def inline_document(elem: _Element, document_id: str) -> bytes:
             except (binascii.Error, ValueError) as exc:
                 raise ParseError(f"xdsb:Document {document_id} is not valid base64: {exc}") from None
     raise ParseError(f"no xdsb:Document with id {document_id}")
+
+
+def parse_remove_objects_request(elem: _Element) -> tuple[ObjectRef, ...]:
+    """The objects named by an lcm:RemoveObjectsRequest of Delete Document Set [ITI-62]
+    (ITI TF-2 3.62.4.1.2): its rim:ObjectRefList, in document order, duplicates removed.
+
+    The request names objects only by ObjectRef: an rim:AdhocQuery, a deletionScope other than
+    DeleteAll, an empty list or an ObjectRef without id raise XdsError (XDSRegistryMetadataError);
+    an element that is not a RemoveObjectsRequest, or an unexpected child, raises ParseError.
+    """
+    _expect(elem, ns.LCM, "RemoveObjectsRequest")
+    reader = _Reader()
+    scope = _uri(elem.get("deletionScope")) or DELETION_SCOPE_DELETE_ALL
+    if scope != DELETION_SCOPE_DELETE_ALL:
+        reader.problem(f"deletionScope '{scope}' is not supported; only {DELETION_SCOPE_DELETE_ALL} is")
+    known = {ns.qn(ns.RS, "RequestSlotList"), _rim("AdhocQuery"), _rim("ObjectRefList")}
+    lists: list[_Element] = []
+    for child in elem:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag not in known:
+            raise ParseError(f"unexpected element {child.tag} in lcm:RemoveObjectsRequest")
+        if child.tag == _rim("AdhocQuery"):
+            reader.problem("Delete Document Set names the objects to remove by ObjectRefList, not AdhocQuery")
+        elif child.tag == _rim("ObjectRefList"):
+            lists.append(child)
+    refs: dict[str, ObjectRef] = {}
+    for ref in (r for lst in lists for r in _children(lst, "ObjectRef")):
+        ref_id = (ref.get("id") or "").strip()
+        if not ref_id:
+            reader.problem("an ObjectRef has no id attribute")
+        else:
+            refs.setdefault(ref_id, ObjectRef(ref_id, ref.get("home")))
+    if not refs and not reader.problems:
+        reader.problem("the RemoveObjectsRequest names no object (rim:ObjectRefList with rim:ObjectRef)")
+    reader.raise_if_problems()
+    return tuple(refs.values())

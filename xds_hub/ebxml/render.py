@@ -361,3 +361,13 @@ def render_provide_and_register(sub: Submission, docs: Mapping[str, str | bytes]
                 doc, ns.qn(ns.XOP, "Include"), href="cid:" + quote(content, safe="@.:-_~!$&'()*+,;=/")
             )
     return root
+
+
+def render_remove_objects_request(refs: Iterable[ObjectRef | str]) -> _Element:
+    """lcm:RemoveObjectsRequest of Delete Document Set [ITI-62] (ITI TF-2 3.62.4.1.2): the objects to
+    remove as rim:ObjectRef in an rim:ObjectRefList, deletionScope left at its default (DeleteAll)."""
+    req = etree.Element(ns.qn(ns.LCM, "RemoveObjectsRequest"), nsmap={"lcm": ns.LCM, "rim": ns.RIM})
+    holder = etree.SubElement(req, _rim("ObjectRefList"))
+    for ref in refs:
+        render_object_ref(ref if isinstance(ref, ObjectRef) else ObjectRef(ref), holder)
+    return req

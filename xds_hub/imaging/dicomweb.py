@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: PS3.18 8.7.3.5.2: the transfer syntax of application/dicom when the Accept header names none.
 DEFAULT_TRANSFER_SYNTAX = ExplicitVRLittleEndian
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,10 @@
 :meth:`Ingest.store` is the hot path: read the index attributes of the data set (never its pixel
 data), write the Part-10 file to the blob store (fsynced), then index it in one SQL transaction;
 only after the commit does the caller answer the C-STORE with Success, so an acknowledged instance
-survives a crash.  An instance already held (same SOP Instance UID) is answered Success without
-writing anything: a re-send is idempotent (the first copy is kept).
+survives a crash.  An instance already held (same SOP Instance UID) is answered Success and the
+first copy is kept: a re-send is idempotent.  The hot path makes one SQL transaction per instance
+(no look-up first: the INSERT tells a duplicate, whose blob is then dropped unless it is the same
+content).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Executable, Table, bindparam, select, update
+from sqlalchemy import Connection, Executable, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from xds_hub.imaging.dicomfile import DatasetProblem, InstanceAttributes, file_meta_bytes, read_attributes
@@ -72,9 +74,6 @@ def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> boo
     return bool(conn.execute(_insert_ignore_stmt(table, conn.dialect.name), values).rowcount)
 
 
-_EXISTS = select(dicom_instance.c.sop_instance_uid).where(
-    dicom_instance.c.sop_instance_uid == bindparam("uid")
-)
 _TOUCH_STUDY = (
     update(dicom_study)
     .where(dicom_study.c.study_uid == bindparam("uid"))
@@ -100,11 +99,6 @@ class Ingest:
                 self._known.clear()
             self._known.update(uids)
 
-    def exists(self, sop_instance_uid: str) -> bool:
-        with self.stores.engine.connect() as conn:
-            row = conn.execute(_EXISTS, {"uid": sop_instance_uid}).first()
-        return row is not None
-
     def store(
         self,
         *,
@@ -127,7 +121,7 @@ class Ingest:
                 f"differ from the request's ({sop_class_uid}/{sop_instance_uid})"
             )
             return StoreOutcome(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, comment)
-        if self.exists(sop_instance_uid):
+        if sop_instance_uid in self._known:  # re-sent to this process: nothing to write
             return StoreOutcome(Status.SUCCESS, duplicate=True)
         try:
             return self._keep(calling_ae, transfer_syntax, dataset, attrs)
@@ -203,5 +197,9 @@ class Ingest:
             )
             if inserted:
                 conn.execute(_TOUCH_STUDY, {"uid": attrs.study_uid, "now": now})
-        self._remember(attrs.study_uid, attrs.series_uid)
+        self._remember(attrs.study_uid, attrs.series_uid, attrs.sop_instance_uid)
+        if not inserted:  # held already (the first copy is kept): drop ours unless it is the same
+            from xds_hub.repository.sweep import discard_blobs
+
+            discard_blobs(self.stores, [info.key])
         return StoreOutcome(Status.SUCCESS, duplicate=not inserted)

@@ -132,10 +132,13 @@ def _mark_replaced(conn: Connection, study_uid: str, kos_uid: str) -> None:
     )
 
 
-def publish_study(stores: Stores, settings: Settings, study_uid: str, force: bool = False) -> PublishResult:
+def publish_study(
+    stores: Stores, settings: Settings, study_uid: str, force: bool = False, wait: float = 0.0
+) -> PublishResult:
     """Publish (or re-publish) the manifest of ``study_uid`` now.
 
     Without ``force`` nothing happens when the newest manifest already lists every instance.
+    When another publisher holds the study, wait up to ``wait`` seconds for it to finish.
     """
     token = uuid.uuid4().hex
     with stores.engine.connect() as conn:
@@ -144,8 +147,11 @@ def publish_study(stores: Stores, settings: Settings, study_uid: str, force: boo
         ).first()
     if exists is None:
         return PublishResult(Outcome.UNKNOWN_STUDY, f"no study {study_uid} has been received")
-    if not _claim(stores, study_uid, token):
-        return PublishResult(Outcome.BUSY, "another publisher is publishing this study")
+    deadline = time.monotonic() + wait
+    while not _claim(stores, study_uid, token):
+        if time.monotonic() >= deadline:
+            return PublishResult(Outcome.BUSY, "another publisher is publishing this study")
+        time.sleep(0.2)
     try:
         return _publish_claimed(stores, settings, study_uid, token, force)
     except BaseException:

@@ -14,7 +14,7 @@ from typing import Any
 from xds_hub.config import PixSettings
 from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode, Hl7Problem
 from xds_hub.pix import hl7v2
-from xds_hub.pix.hl7v2 import Repetition, V2Message
+from xds_hub.pix.hl7v2 import Raw, Repetition, V2Message
 
 DEFAULT_VERSION = "2.5"
 
@@ -24,45 +24,44 @@ def control_id() -> str:
     return uuid.uuid4().hex[:20]
 
 
-def _hd(msg: V2Message | None, field: int) -> Repetition:
-    if msg is None:
-        return ("",)
-    parts = tuple(msg.msh.value(field, comp=c) for c in (1, 2, 3))
-    while len(parts) > 1 and not parts[-1]:
-        parts = parts[:-1]
-    return parts
-
-
 def reply_msh(msg: V2Message | None, pix: PixSettings, message_type: Repetition) -> Any:
-    """The MSH of a reply to ``msg``: sender and receiver swapped, same processing ID and version."""
-    ours_app = _hd(msg, 5)
-    ours_fac = _hd(msg, 6)
-    sending = (
-        ours_app if ours_app != ("",) else (pix.application,),
-        ours_fac if ours_fac != ("",) else (pix.facility,),
-    )
-    receiving = (_hd(msg, 3), _hd(msg, 4))
-    processing = (msg.processing_id if msg is not None else "") or "P"
-    version = (msg.version if msg is not None else "") or DEFAULT_VERSION
-    charset = msg.charset if msg is not None else ""
+    """The MSH of a reply to ``msg``: sender and receiver swapped, same processing ID, version and
+    character set (the request's own encoded fields are copied as they are)."""
+    if msg is None:
+        return hl7v2.segment(
+            "MSH",
+            pix.application,
+            pix.facility,
+            "",
+            "",
+            hl7v2.timestamp(),
+            "",
+            message_type,
+            control_id(),
+            "P",
+            DEFAULT_VERSION,
+        )
+    field = msg.msh.field_text
+    app, facility = field(5), field(6)
+    charset = field(18)
     return hl7v2.segment(
         "MSH",
-        sending[0],
-        sending[1],
-        receiving[0],
-        receiving[1],
+        Raw(app) if app else pix.application,
+        Raw(facility) if facility else pix.facility,
+        Raw(field(3)),
+        Raw(field(4)),
         hl7v2.timestamp(),
         "",
         message_type,
         control_id(),
-        processing,
-        version,
-        *(("", "", "", "", "", charset) if charset else ()),
+        Raw(field(11)) if msg.processing_id else "P",
+        Raw(field(12)) if msg.version else DEFAULT_VERSION,
+        *(("", "", "", "", "", Raw(charset)) if charset else ()),
     )
 
 
 def msa(code: AckCode, msg: V2Message | None, text: str = "") -> Any:
-    return hl7v2.segment("MSA", code.value, msg.control_id if msg is not None else "", text[:80])
+    return hl7v2.segment("MSA", code.value, Raw(msg.msh.field_text(10)) if msg is not None else "", text[:80])
 
 
 def err(problem: Hl7Problem) -> Any:

@@ -9,13 +9,14 @@ a :class:`~xds_hub.errors.ParseError`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import hl7
 from hl7.util import escape as _hl7_escape
+from hl7.util import unescape as _hl7_unescape
 
 from xds_hub.errors import ParseError
 
@@ -35,34 +36,66 @@ FieldValue: TypeAlias = str | Repetition | list[Repetition]
 EMPTY_NAME: list[Repetition] = [("",), ("", "", "", "", "", "", "S")]
 
 
-@dataclass(frozen=True, slots=True)
+#: Plain list indexing (python-hl7 containers override ``__getitem__`` with slower logic).
+_get = list.__getitem__
+
+
+def _leaf(node: Any, rest: tuple[int, ...]) -> str:
+    # A leaf reached before the end of the path stands for position 1 of every deeper level.
+    return str(node) if all(i == 1 for i in rest) else ""
+
+
 class Segment:
-    """One parsed segment; fields are numbered as in the standard (MSH-3 is ``field(3)``)."""
+    """One parsed segment; fields are numbered as in the standard (MSH-3 is ``value(3)``)."""
 
-    raw: Any  # hl7.Segment
+    __slots__ = ("id", "raw")
 
-    @property
-    def id(self) -> str:
-        return str(self.raw[0][0])
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw  # hl7.Segment
+        self.id = str(raw[0][0]) if len(raw) and len(raw[0]) else ""
 
     def value(self, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-        """The unescaped value at field/rep/comp/sub, ``""`` when absent."""
-        if self.id == "MSH" and field <= 2:
-            # python-hl7 keeps MSH-1 and MSH-2 as separate fields 1 and 2.
-            return str(self.raw[field][0]) if len(self.raw) > field else ""
-        try:
-            return str(self.raw.extract_field(1, field, rep, comp, sub))
-        except (IndexError, KeyError, ValueError, TypeError):
+        """The unescaped value at field/rep/comp/sub, ``""`` when absent.
+
+        Walks python-hl7's tree (Field > Repetition > Component > subcomponent strings, a level
+        collapsed into a string when it holds no delimiter) with its compatibility rule: a value
+        reached early answers for position 1 of the deeper levels.
+        """
+        raw = self.raw
+        if field >= len(raw) or field < 1:
             return ""
+        if field <= 2 and self.id == "MSH":
+            # python-hl7 keeps MSH-1 and MSH-2 as fields 1 and 2, unsplit.
+            f = _get(raw, field)
+            return str(_get(f, 0)) if f else ""
+        node: Any = _get(raw, field)
+        path = (rep, comp, sub)
+        for depth, index in enumerate(path):
+            if isinstance(node, str):
+                text = _leaf(node, path[depth:])
+                break
+            if len(node) == 1 and isinstance(_get(node, 0), str):
+                text = _leaf(_get(node, 0), path[depth:])
+                break
+            if index < 1 or index > len(node):
+                return ""
+            node = _get(node, index - 1)
+        else:
+            while not isinstance(node, str):
+                if not node:
+                    return ""
+                node = _get(node, 0)
+            text = node
+        return str(_hl7_unescape(raw, text)) if raw.esc in text else text
 
     def repetitions(self, field: int) -> int:
         """How many repetitions field ``field`` holds (0 when empty)."""
-        if field >= len(self.raw):
+        if field >= len(self.raw) or field < 1:
             return 0
         f = self.raw[field]
-        if any(isinstance(x, hl7.Repetition) for x in f):
-            return len(f)
-        return 1 if str(f) else 0
+        if len(f) == 1 and isinstance(f[0], str):
+            return 1 if f[0] else 0
+        return len(f)
 
     def field_text(self, field: int) -> str:
         """The raw (still escaped) text of a field."""
@@ -70,13 +103,20 @@ class Segment:
 
 
 class V2Message:
-    """A parsed HL7 v2 message and the MSH values every handler needs."""
+    """A parsed HL7 v2 message and the MSH values every handler needs (read once)."""
 
     def __init__(self, raw: Any, text: str) -> None:
         self.raw = raw
         self.text = text
         self.segments: list[Segment] = [Segment(s) for s in raw]
-        self.msh = self.segments[0]
+        self.msh = msh = self.segments[0]
+        self.message_type = msh.value(9, comp=1)
+        self.trigger_event = msh.value(9, comp=2)
+        self.structure = msh.value(9, comp=3)
+        self.control_id = msh.value(10)
+        self.processing_id = msh.value(11)
+        self.version = msh.value(12)
+        self.charset = msh.value(18)
 
     def all(self, segment_id: str) -> list[Segment]:
         return [s for s in self.segments if s.id == segment_id]
@@ -84,51 +124,26 @@ class V2Message:
     def first(self, segment_id: str) -> Segment | None:
         return next((s for s in self.segments if s.id == segment_id), None)
 
-    def segment_index(self, segment_id: str) -> int:
-        """Position (0-based) of the first such segment, -1 if absent."""
-        return next((i for i, s in enumerate(self.segments) if s.id == segment_id), -1)
-
-    @property
-    def message_type(self) -> str:
-        return self.msh.value(9, comp=1)
-
-    @property
-    def trigger_event(self) -> str:
-        return self.msh.value(9, comp=2)
-
-    @property
-    def structure(self) -> str:
-        return self.msh.value(9, comp=3)
-
-    @property
-    def control_id(self) -> str:
-        return self.msh.value(10)
-
-    @property
-    def processing_id(self) -> str:
-        return self.msh.value(11)
-
-    @property
-    def version(self) -> str:
-        return self.msh.value(12)
-
-    @property
-    def charset(self) -> str:
-        return self.msh.value(18)
-
 
 def _normalise(text: str) -> str:
     # Segments end with CR (HL7 2.5 2.5.5); tolerate LF and CRLF from files and lax senders.
     return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r\n \t\x00")
 
 
-def parse(text: str) -> V2Message:
-    """Parse one HL7 v2 message; :class:`ParseError` unless it starts with a readable MSH segment."""
+def parse(text: str, segments: frozenset[str] | None = None) -> V2Message:
+    """Parse one HL7 v2 message; :class:`ParseError` unless it starts with a readable MSH segment.
+
+    With ``segments``, only those segments are handed to python-hl7 (a receiver that reads PID
+    need not build the tree of every PV1, OBX or NK1 a sender adds); MSH is always kept.
+    """
     text = _normalise(text)
     if not text.startswith("MSH") or len(text) < 8:
         raise ParseError("an HL7 v2 message starts with an MSH segment")
     if text[3] != "|" or text[4:8] != ENCODING_CHARACTERS:
         raise ParseError("MSH-1/MSH-2 must be the standard delimiters |^~\\& (ITI TF-2x C.2.2)")
+    if segments is not None:
+        lines = text.split("\r")
+        text = "\r".join([lines[0], *(line for line in lines[1:] if line[:3] in segments)])
     try:
         raw = hl7.parse(text)
     except Exception as exc:  # python-hl7 raises ParseException, IndexError, ... on bad input
@@ -159,9 +174,20 @@ def split_messages(text: str) -> list[str]:
 _ESCAPER = hl7.Message(separators=SEPARATORS)
 
 
+_PLAIN = re.compile(r"[\x20-\x25\x27-\x5b\x5d\x5f-\x7b\x7d]*")  # printable ASCII but | ^ ~ \ &
+
+
 def escape(value: str) -> str:
     """``value`` with the delimiters escaped (HL7 2.5 2.7.4)."""
-    return str(_hl7_escape(_ESCAPER, value)) if value else ""
+    if _PLAIN.fullmatch(value):
+        return value
+    return str(_hl7_escape(_ESCAPER, value))
+
+
+class Raw(str):
+    """A field's text already in HL7 encoding (e.g. copied from a parsed message): not escaped."""
+
+    __slots__ = ()
 
 
 def _component(value: Component) -> Any:
@@ -175,6 +201,8 @@ def _repetition(value: Repetition) -> Any:
 
 
 def _field(value: FieldValue) -> Any:
+    if isinstance(value, Raw):
+        return hl7.Field(separators=SEPARATORS, sequence=[str(value)])
     if isinstance(value, str):
         return hl7.Field(separators=SEPARATORS, sequence=[escape(value)])
     if isinstance(value, tuple):

@@ -17,13 +17,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from xds_hub.config import AffinityDomain, PixSubscriber
 from xds_hub.errors import ParseError
 from xds_hub.log import get_logger
 from xds_hub.pix import ack, hl7v2, mllp
 from xds_hub.pix.model import Identifier
+from xds_hub.pix.store import PixSql
 from xds_hub.pix.tables import pix_notification
 
 log = get_logger("xds_hub.pix.iti10")
@@ -61,19 +62,9 @@ def enqueue(conn: Connection, domain: AffinityDomain, members: list[Identifier],
         wanted = set(sub.domains)
         ids = [m for m in members if not wanted or m.authority in wanted]
         if ids:
-            rows.append(
-                {
-                    "subscriber": sub.name,
-                    "message": message(domain, sub, ids),
-                    "created": now,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt": 0.0,
-                    "last_error": None,
-                }
-            )
+            rows.append((sub.name, message(domain, sub, ids), now))
     if rows:
-        conn.execute(insert(pix_notification), rows)
+        PixSql(conn.dialect.name).enqueue(conn, rows)
     return len(rows)
 
 

@@ -87,8 +87,7 @@ def _patient_ids(pid: Segment, segment_no: int) -> tuple[RawId, ...]:
 
 def prepare(msg: V2Message) -> FeedRequest:
     """The feed events of an ADT message (Hl7Error for what ITI-8 does not accept)."""
-    evn = msg.first("EVN")
-    trigger = msg.trigger_event or (evn.value(1) if evn is not None else "")
+    trigger = msg.trigger_event
     kind = EVENTS.get(trigger)
     if kind is None:
         raise Hl7Error.one(

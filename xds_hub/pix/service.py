@@ -14,7 +14,6 @@ the sender retries.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ from xds_hub.log import get_logger
 from xds_hub.pix import ack, iti8, iti9
 from xds_hub.pix.hl7v2 import V2Message, parse
 from xds_hub.pix.model import FeedOutcome
+from xds_hub.pix.store import PixSql
 from xds_hub.pix.xref import CrossReference
 from xds_hub.storage.db import read_transaction, write_transaction
 
@@ -52,6 +52,9 @@ TRANSACTIONS: dict[str, Transaction] = {
 }
 
 PROCESSING_IDS = frozenset({"P", "T", "D"})
+
+#: The segments the transactions read (others, PV1, NK1, OBX ..., are not parsed).
+READ_SEGMENTS = frozenset({"MSH", "PID", "MRG", "QPD", "RCP"})
 
 #: MSH-18 values (HL7 Table 0211) -> Python codecs; anything else is read as UTF-8 (or Latin-1).
 CHARSETS = {
@@ -148,14 +151,33 @@ class Batch:
 
 def _run(engine: Engine, items: list[_Item], xref: CrossReference) -> None:
     writes = any(i.tx is not None and i.tx.writes for i in items)
+    if len(items) == 1:  # a refused message rolls the whole (one-message) transaction back
+        (item,) = items
+        assert item.tx is not None
+        try:
+            with (write_transaction if writes else read_transaction)(engine) as conn:
+                item.result = item.tx.execute(conn, item.request, xref)
+        except Hl7Error as exc:
+            item.result = exc
+        return
     with (write_transaction if writes else read_transaction)(engine) as conn:
+        cursor = PixSql.cursor(conn)
         for item in items:
-            assert item.tx is not None and item.msg is not None
-            try:
-                with conn.begin_nested() if item.tx.writes else nullcontext():
+            assert item.tx is not None
+            if not item.tx.writes:
+                try:
                     item.result = item.tx.execute(conn, item.request, xref)
+                except Hl7Error as exc:
+                    item.result = exc
+                continue
+            # A savepoint per feed (plain SQL: SQLAlchemy's begin_nested costs more than the feed).
+            cursor.execute("SAVEPOINT pix_message")
+            try:
+                item.result = item.tx.execute(conn, item.request, xref)
             except Hl7Error as exc:
+                cursor.execute("ROLLBACK TO SAVEPOINT pix_message")
                 item.result = exc
+            cursor.execute("RELEASE SAVEPOINT pix_message")
 
 
 def handle_frames(frames: list[bytes], engine: Engine, settings: Settings, xref: CrossReference) -> Batch:
@@ -167,7 +189,7 @@ def handle_frames(frames: list[bytes], engine: Engine, settings: Settings, xref:
         item = _Item(codec)
         items.append(item)
         try:
-            item.msg = parse(text)
+            item.msg = parse(text, READ_SEGMENTS)
         except ParseError as exc:
             item.reply = _garbage_reply(text, exc, pix)
             continue

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection
 
 from xds_hub.config import AffinityDomain
 from xds_hub.errors import Hl7Error, Hl7ErrorCode, Hl7Problem, XdsError
@@ -46,8 +46,8 @@ from xds_hub.pix.model import (
     RawId,
     Where,
 )
-from xds_hub.pix.tables import pix_identity, pix_person
-from xds_hub.registry.patients import add_patient
+from xds_hub.pix.store import PixSql
+from xds_hub.registry.patients import check_affinity_patient_id
 from xds_hub.registry.register import merge_patient
 
 E = Hl7ErrorCode
@@ -88,6 +88,7 @@ class CrossReference:
             *domain.linking_authorities,
         ]
         self._rank = {a: i for i, a in reversed(list(enumerate(order)))}
+        self._sql_by_dialect: dict[str, PixSql] = {}
 
     # -----------------------------------------------------------------------------------------
     # Domains and identifiers
@@ -171,29 +172,29 @@ class CrossReference:
     # Storage
     # -----------------------------------------------------------------------------------------
 
+    def _sql(self, conn: Connection) -> PixSql:
+        sql = self._sql_by_dialect.get(conn.dialect.name)
+        if sql is None:
+            sql = self._sql_by_dialect[conn.dialect.name] = PixSql(conn.dialect.name)
+        return sql
+
     def _load(self, conn: Connection, idents: Sequence[Identifier]) -> dict[Identifier, _Row]:
         if not idents:
             return {}
-        t = pix_identity
-        cond = or_(*(and_(t.c.authority == i.authority, t.c.value == i.value) for i in idents))
-        rows = conn.execute(select(t.c.authority, t.c.value, t.c.person_id, t.c.merged_into).where(cond))
-        return {Identifier(r.authority, r.value): _Row(r.person_id, r.merged_into) for r in rows}
+        rows = self._sql(conn).load(conn, [(i.authority, i.value) for i in idents])
+        return {Identifier(a, v): _Row(p, m) for a, v, p, m in rows}
 
     def members(self, conn: Connection, person_id: int) -> list[Identifier]:
         """The active identifiers of a person, affinity domain first."""
-        t = pix_identity
-        rows = conn.execute(
-            select(t.c.authority, t.c.value).where(t.c.person_id == person_id, t.c.merged_into.is_(None))
+        return sorted(
+            (Identifier(a, v) for a, v in self._sql(conn).members(conn, person_id)), key=self.sort_key
         )
-        return sorted((Identifier(r.authority, r.value) for r in rows), key=self.sort_key)
 
     def _affinity_ids(self, members: Iterable[Identifier]) -> list[Identifier]:
         return [m for m in members if self.kind(m.authority) is DomainKind.AFFINITY]
 
     def _new_person(self, conn: Connection, now: str) -> int:
-        return int(
-            conn.execute(insert(pix_person).values(created=now).returning(pix_person.c.id)).scalar_one()
-        )
+        return self._sql(conn).new_person(conn, now)
 
     def _allocate(self, conn: Connection, person_id: int) -> Identifier:
         """A fresh affinity-domain ID numbered after the person (ITI TF-1 5.2: the hub as the
@@ -208,28 +209,23 @@ class CrossReference:
     @staticmethod
     def _row(
         ident: Identifier, person_id: int, now: str, demographics: str | None = None
-    ) -> dict[str, object]:
-        return {
-            "authority": ident.authority,
-            "value": ident.value,
-            "person_id": person_id,
-            "merged_into": None,
-            "demographics": demographics,
-            "updated": now,
-        }
+    ) -> tuple[str, str, int, str | None, str]:
+        return (ident.authority, ident.value, person_id, demographics, now)
 
-    def _insert(self, conn: Connection, rows: list[dict[str, object]]) -> None:
-        if rows:
-            conn.execute(insert(pix_identity), rows)
+    def _insert(self, conn: Connection, rows: list[tuple[str, str, int, str | None, str]]) -> None:
+        self._sql(conn).insert(conn, rows)
 
-    def _register(self, conn: Connection, ident: Identifier, where: Where) -> None:
-        """Make an affinity-domain ID known to the registry (the patient table)."""
+    def _register(self, conn: Connection, ident: Identifier, where: Where, now: str) -> None:
+        """Make an affinity-domain ID known to the registry (its ``patient`` table)."""
         try:
-            add_patient(conn, ident.cx, self.domain)
+            check_affinity_patient_id(ident.cx, self.domain)
         except XdsError as exc:
             raise Hl7Error.one(E.DATA_TYPE_ERROR, str(exc), where.id) from exc
+        self._sql(conn).add_patient(conn, ident.cx, now)
 
     def _notify(self, conn: Connection, person_id: int, now: str) -> int:
+        if not self.pix.subscribers:
+            return 0
         return iti10.enqueue(conn, self.domain, self.members(conn, person_id), now)
 
     # -----------------------------------------------------------------------------------------
@@ -315,7 +311,7 @@ class CrossReference:
         if known_own and demographics is not None:
             self._update_demographics(conn, known_own, demographics, now)
         for ident, where in affinity_new:
-            self._register(conn, ident, where)
+            self._register(conn, ident, where, now)
         size = len(members) + len(insert_rows)
         links_changed = bool(insert_rows) and size > 1
         sent = self._notify(conn, person_id, now) if links_changed else 0
@@ -325,9 +321,7 @@ class CrossReference:
     def _update_demographics(
         self, conn: Connection, idents: list[Identifier], demographics: str, now: str
     ) -> None:
-        t = pix_identity
-        cond = or_(*(and_(t.c.authority == i.authority, t.c.value == i.value) for i in idents))
-        conn.execute(update(t).where(cond).values(demographics=demographics, updated=now))
+        self._sql(conn).demographics(conn, [(i.authority, i.value) for i in idents], demographics, now)
 
     # -----------------------------------------------------------------------------------------
     # Merge
@@ -355,7 +349,7 @@ class CrossReference:
         if not self._affinity_ids(members) and self.pix.allocation == "allocate":
             allocated = self._allocate(conn, person_id)
             self._insert(conn, [self._row(allocated, person_id, now)])
-            self._register(conn, allocated, Where())
+            self._register(conn, allocated, Where(), now)
             members = self.members(conn, person_id)
         sent = self._notify(conn, person_id, now)
         affinity = self._affinity_ids(members)
@@ -401,18 +395,15 @@ class CrossReference:
             person_id = prior.person_id
             self._insert(conn, [self._row(new.ident, person_id, now, demographics)])
             if self.kind(new.ident.authority) is DomainKind.AFFINITY:
-                self._register(conn, new.ident, new.where)
+                self._register(conn, new.ident, new.where, now)
         else:
             person_id = survivor.person_id
             if demographics is not None:
                 self._update_demographics(conn, [new.ident], demographics, now)
-        t = pix_identity
         held = self._affinity_ids(self.members(conn, person_id))  # the surviving person's
         if prior.person_id != person_id:
-            conn.execute(
-                update(t).where(t.c.person_id == prior.person_id).values(person_id=person_id, updated=now)
-            )
-        self._retire(conn, old.ident, new.ident, now, person_id=person_id)
+            self._sql(conn).move(conn, prior.person_id, person_id, now)
+        self._retire(conn, old.ident, new.ident, now, person_id)
         # One affinity-domain ID per person: the merge's surviving one, else the surviving person's.
         remaining = self._affinity_ids(self.members(conn, person_id))
         if len(remaining) > 1:
@@ -423,17 +414,12 @@ class CrossReference:
             )
             for other in remaining:
                 if other != keep:
-                    self._retire(conn, other, keep, now)
+                    self._retire(conn, other, keep, now, person_id)
         return person_id
 
-    def _retire(
-        self, conn: Connection, old: Identifier, new: Identifier, now: str, person_id: int | None = None
-    ) -> None:
-        t = pix_identity
-        values: dict[str, object] = {"merged_into": new.cx, "updated": now}
-        if person_id is not None:
-            values["person_id"] = person_id
-        conn.execute(update(t).where(t.c.authority == old.authority, t.c.value == old.value).values(**values))
+    def _retire(self, conn: Connection, old: Identifier, new: Identifier, now: str, person_id: int) -> None:
+        """``old`` lives on as ``new``; an affinity-domain ID is merged in the registry too."""
+        self._sql(conn).retire(conn, (old.authority, old.value), new.cx, person_id, now)
         if self.kind(old.authority) is DomainKind.AFFINITY:
             merge_patient(conn, old.cx, new.cx)
 

@@ -513,3 +513,66 @@ def live_patient_id(conn: Connection, pid: str) -> str:
             return pid
         pid = row.merged_into
         seen.add(pid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata Update [ITI-57] and Remove Metadata [ITI-62]
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """The latest version of a logical object (ITI TF-3 4.1.4 "Metadata versioning")."""
+
+    obj: StoredObject
+    number: int
+
+
+def latest_versions(conn: Connection, lids: Iterable[str]) -> dict[str, StoredVersion]:
+    """logicalID -> its latest (highest-numbered) version, for the ``lids`` that name registry objects."""
+    ro = registry_object
+    found: dict[str, StoredVersion] = {}
+    for batch in chunks(sorted(set(lids))):
+        query = (
+            _stored_objects_query()
+            .add_columns(ro.c.version)
+            .where(ro.c.lid.in_(batch))
+            .order_by(ro.c.lid, ro.c.version.desc(), ro.c.seq.desc())
+        )
+        for row in conn.execute(query):
+            if row.lid not in found:
+                found[row.lid] = StoredVersion(_stored(row), int(row.version))
+    return found
+
+
+def find_associations(conn: Connection, ids: Iterable[str]) -> dict[str, StoredAssociation]:
+    """The Associations among ``ids`` (entryUUIDs), keyed by id; other ids are absent."""
+    a = association
+    found: dict[str, StoredAssociation] = {}
+    for batch in chunks(sorted(set(ids))):
+        query = select(a.c.id, a.c.type, a.c.source_id, a.c.target_id, a.c.status).where(a.c.id.in_(batch))
+        for r in conn.execute(query):
+            found[r.id] = StoredAssociation(r.id, r.type, r.source_id, r.target_id, r.status)
+    return found
+
+
+#: Index tables keyed by the object id (``id``) and by ``object_id``; registry_object last.
+_ID_TABLES: Final = (document_entry, submission_set, folder, association, registry_object)
+_OBJECT_ID_TABLES: Final = (object_code, object_author, object_reference_id)
+
+
+def delete_objects(conn: Connection, ids: Iterable[str]) -> int:
+    """Remove registry objects with every index row of them (Remove Metadata, ITI TF-2 3.62.4.1.3).
+
+    The caller has checked that no remaining Association references them.  Returns the number of
+    registry objects removed.
+    """
+    removed = 0
+    for batch in chunks(sorted(set(ids))):
+        for table in _OBJECT_ID_TABLES:
+            conn.execute(table.delete().where(table.c.object_id.in_(batch)))
+        for table in _ID_TABLES:
+            result = conn.execute(table.delete().where(table.c.id.in_(batch)))
+            if table is registry_object:
+                removed += result.rowcount
+    return removed

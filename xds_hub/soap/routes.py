@@ -19,10 +19,13 @@ ROUTES: Final[dict[str, dict[str, str]]] = {
     "/xds/registry": {
         SoapAction.ITI42: "xds_hub.registry.iti42:handle",
         SoapAction.ITI18: "xds_hub.registry.iti18:handle",
+        SoapAction.ITI57: "xds_hub.registry.iti57:handle",
+        SoapAction.ITI62: "xds_hub.registry.iti62:handle",
     },
     "/xds/repository": {
         SoapAction.ITI41: "xds_hub.repository.iti41:handle",
         SoapAction.ITI43: "xds_hub.repository.iti43:handle",
+        SoapAction.ITI86: "xds_hub.repository.iti86:handle",
     },
     "/xdsi/source": {SoapAction.RAD69: "xds_hub.imaging.rad69:handle"},
     "/pix": {

@@ -1,0 +1,372 @@
+"""ITI-8 feed throughput and ITI-9 query latency of the PIX Manager with 1,000,000 cross-referenced
+identities, on SQLite and PostgreSQL.
+
+Usage (from the repository root)::
+
+    python -m bench.pix_feed [--backend sqlite|postgresql|both] [--identities 1000000]
+                             [--feeds 20000] [--window 32] [--queries 5000] [--runs 3]
+
+For each backend: a fresh database is created with the hub's schema and bulk-loaded with
+``--identities`` persons, each a local ID of Hopital A cross-referenced with a regional ID (and the
+registry's patient row), straight through the driver (SQLite executemany / PostgreSQL COPY); then
+a real ``xds-hub serve`` (tests/hubproc.py) is started on it.  Each run then measures, over one
+MLLP connection:
+
+- ITI-8, durable (every ACK after its commit): ``--feeds`` ADT^A01 of new patients (a Hopital B ID
+  and a national ID; the hub allocates a regional ID and registers it), sent one at a time
+  (``sync``: send, wait for the ACK) and pipelined (``--window`` messages in flight);
+- the same client against a do-nothing MLLP responder (answers every frame with a fixed ACK, no
+  parsing): the ceiling of client + loopback;
+- ITI-9: ``--queries`` QBP^Q23 for random bulk-loaded patients, one at a time, latency p50 / p99;
+- server CPU seconds per 1,000 messages (utime+stime of the hub's process group, /proc).
+
+Medians of ``--runs`` runs are printed as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database, free_port  # noqa: E402
+from xds_hub.pix.mllp import FrameReader, frame  # noqa: E402
+from xds_hub.storage.db import make_engine  # noqa: E402
+from xds_hub.storage.migrate import upgrade  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+AFFINITY = "1.3.6.1.4.1.21367.13.20.1000"
+HOPA, HOPB, NATIONAL = "1.2.3.100", "1.2.3.200", "1.2.250.1.213.1.4.8"
+
+# ------------------------------------------------------------------------------------------------
+# /proc
+# ------------------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+# ------------------------------------------------------------------------------------------------
+# Bulk load
+# ------------------------------------------------------------------------------------------------
+
+
+def bulk_load(url: str, count: int) -> float:
+    """``count`` persons: local L<i> (Hopital A) + regional XH<i>, and the registry patient row."""
+    started = time.monotonic()
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    now = "2024-01-01T00:00:00+00:00"
+    chunk = 100_000
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        db.execute("PRAGMA synchronous=OFF")
+        for lo in range(1, count + 1, chunk):
+            ids = range(lo, min(lo + chunk, count + 1))
+            db.executemany("INSERT INTO pix_person (id, created) VALUES (?, ?)", ((i, now) for i in ids))
+            db.executemany(
+                "INSERT INTO pix_identity (authority, value, person_id, merged_into, demographics, updated) "
+                "VALUES (?, ?, ?, NULL, NULL, ?)",
+                ((a, v, i, now) for i in ids for a, v in ((HOPA, f"L{i:09d}"), (AFFINITY, f"XH{i}"))),
+            )
+            db.executemany(
+                "INSERT INTO patient (patient_id, created, merged_into) VALUES (?, ?, NULL)",
+                ((f"XH{i}^^^&{AFFINITY}&ISO", now) for i in ids),
+            )
+            db.commit()
+        db.execute("ANALYZE")
+        db.commit()
+        db.close()
+    else:
+        import psycopg
+
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as db, db.cursor() as cur:
+            with cur.copy("COPY pix_person (id, created) FROM STDIN") as copy:
+                for i in range(1, count + 1):
+                    copy.write_row((i, now))
+            with cur.copy(
+                "COPY pix_identity (authority, value, person_id, merged_into, demographics, updated) "
+                "FROM STDIN"
+            ) as copy:
+                for i in range(1, count + 1):
+                    copy.write_row((HOPA, f"L{i:09d}", i, None, None, now))
+                    copy.write_row((AFFINITY, f"XH{i}", i, None, None, now))
+            with cur.copy("COPY patient (patient_id, created, merged_into) FROM STDIN") as copy:
+                for i in range(1, count + 1):
+                    copy.write_row((f"XH{i}^^^&{AFFINITY}&ISO", now, None))
+            cur.execute("SELECT setval(pg_get_serial_sequence('pix_person', 'id'), %s)", (count,))
+            db.commit()
+            cur.execute("ANALYZE")
+            db.commit()
+    return time.monotonic() - started
+
+
+# ------------------------------------------------------------------------------------------------
+# Client
+# ------------------------------------------------------------------------------------------------
+
+
+def a01(control: str, local: str, national: str) -> bytes:
+    return frame(
+        (
+            f"MSH|^~\\&|HOPB_ADT|HOPB|XDSHUB|REGION|20240101120000||ADT^A01^ADT_A01|{control}|P|2.3.1\r"
+            "EVN|A01|20240101120000\r"
+            f"PID|1||{local}^^^&{HOPB}&ISO~{national}^^^&{NATIONAL}&ISO||DUPONT^JEAN^^^^^L||19700101|M\r"
+            "PV1||O\r"
+        ).encode()
+    )
+
+
+def qbp(control: str, local: str) -> bytes:
+    return frame(
+        (
+            f"MSH|^~\\&|CONSUMER|HOPA|XDSHUB|REGION|20240101120000||QBP^Q23^QBP_Q21|{control}|P|2.5\r"
+            f"QPD|IHE PIX Query|{control}|{local}^^^&{HOPA}&ISO|^^^&{AFFINITY}&ISO\rRCP|I\r"
+        ).encode()
+    )
+
+
+class Connection:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = FrameReader()
+        self.pending: list[bytes] = []
+
+    def replies(self, count: int) -> list[bytes]:
+        while len(self.pending) < count:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("closed")
+            self.pending += self.reader.feed(data)
+        out, self.pending = self.pending[:count], self.pending[count:]
+        return out
+
+    def some(self) -> list[bytes]:
+        """At least one reply: all those received so far."""
+        while not self.pending:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("closed")
+            self.pending += self.reader.feed(data)
+        out, self.pending = self.pending, []
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def drive(port: int, messages: list[bytes], window: int) -> tuple[float, int]:
+    """Send ``messages`` with at most ``window`` in flight; (seconds, non-AA replies)."""
+    conn = Connection(port)
+    bad = sent = received = 0
+    started = time.perf_counter()
+    while received < len(messages):
+        room = min(len(messages), received + window) - sent
+        if room > 0:
+            conn.sock.sendall(b"".join(messages[sent : sent + room]))
+            sent += room
+        for reply in conn.some():
+            received += 1
+            if b"MSA|AA|" not in reply:
+                bad += 1
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed, bad
+
+
+def latencies(port: int, messages: list[bytes]) -> tuple[list[float], int]:
+    conn = Connection(port)
+    out, bad = [], 0
+    for m in messages:
+        t = time.perf_counter()
+        conn.sock.sendall(m)
+        (reply,) = conn.replies(1)
+        out.append(time.perf_counter() - t)
+        if b"QAK|" not in reply or b"|OK" not in reply:
+            bad += 1
+    conn.close()
+    return out, bad
+
+
+NULL_SERVER = textwrap.dedent(
+    """
+    import socket, sys, threading
+    ACK = b"\\x0bMSH|^~\\\\&|NULL||||20240101||ACK^A01^ACK|1|P|2.5\\rMSA|AA|1\\r\\x1c\\r"
+    def serve(c):
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            data = c.recv(1 << 20)
+            if not data:
+                return
+            n = data.count(b"\\x1c")
+            if n:
+                c.sendall(ACK * n)
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+    """
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    sync_rate: float
+    pipelined_rate: float
+    null_sync_rate: float
+    null_pipelined_rate: float
+    cpu_per_1000: float
+    p50_ms: float
+    p99_ms: float
+    failures: int
+
+
+def one_run(hub: Hub, null_port: int, args: argparse.Namespace, run: int) -> Run:
+    assert hub.process is not None
+    tree = process_tree(hub.process.pid)
+    tag = uuid.uuid4().hex[:6]
+    sync_msgs = [a01(f"S{tag}{i}", f"BS{tag}{i:08d}", f"NS{tag}{i:08d}") for i in range(args.feeds // 4)]
+    pipe_msgs = [a01(f"P{tag}{i}", f"BP{tag}{i:08d}", f"NP{tag}{i:08d}") for i in range(args.feeds)]
+    drive(hub.mllp_port, [a01(f"W{tag}{i}", f"BW{tag}{i}", f"NW{tag}{i}") for i in range(200)], 1)  # warm-up
+    cpu0 = cpu_seconds(tree)
+    sync_s, bad1 = drive(hub.mllp_port, sync_msgs, 1)
+    pipe_s, bad2 = drive(hub.mllp_port, pipe_msgs, args.window)
+    cpu = cpu_seconds(tree) - cpu0
+    null_sync_s, _ = drive(null_port, sync_msgs, 1)
+    null_pipe_s, _ = drive(null_port, pipe_msgs, args.window)
+    rng = random.Random(run)
+    queries = [qbp(f"Q{tag}{i}", f"L{rng.randint(1, args.identities):09d}") for i in range(args.queries)]
+    latencies(hub.mllp_port, queries[:200])  # warm-up
+    lat, bad3 = latencies(hub.mllp_port, queries)
+    lat.sort()
+    return Run(
+        sync_rate=len(sync_msgs) / sync_s,
+        pipelined_rate=len(pipe_msgs) / pipe_s,
+        null_sync_rate=len(sync_msgs) / null_sync_s,
+        null_pipelined_rate=len(pipe_msgs) / null_pipe_s,
+        cpu_per_1000=cpu / (len(sync_msgs) + len(pipe_msgs)) * 1000,
+        p50_ms=lat[len(lat) // 2] * 1000,
+        p99_ms=lat[int(len(lat) * 0.99)] * 1000,
+        failures=bad1 + bad2 + bad3,
+    )
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> tuple[float, list[Run]]:
+    folder = Path(tempfile.mkdtemp(prefix=f"pix-bench-{backend}-"))
+    url = db_url_for(backend, folder)
+    null_port = free_port()
+    null = subprocess.Popen([sys.executable, "-c", NULL_SERVER, str(null_port)])
+    hub: Hub | None = None
+    try:
+        load_s = bulk_load(url, args.identities)
+        print(f"[{backend}] bulk-loaded {args.identities:,} identities in {load_s:.0f} s", flush=True)
+        hub = Hub(folder=folder, db_url=url, config_text=TEST_CONFIG).start(timeout=120)
+        runs = []
+        for r in range(args.runs):
+            result = one_run(hub, null_port, args, r)
+            print(f"[{backend}] run {r + 1}: {result}", flush=True)
+            runs.append(result)
+        return load_s, runs
+    finally:
+        if hub is not None:
+            hub.stop()
+        null.terminate()
+        null.wait(10)
+        if backend == "postgresql":
+            drop_pg_database(url)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--identities", type=int, default=1_000_000)
+    parser.add_argument("--feeds", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--queries", type=int, default=5_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    rows = []
+    for backend in backends:
+        load_s, runs = run_backend(backend, args)
+
+        def med(attr: str, runs: list[Run] = runs) -> float:
+            return statistics.median(getattr(r, attr) for r in runs)
+
+        rows.append(
+            f"| {backend} | {load_s:.0f} s | {med('sync_rate'):,.0f} | {med('pipelined_rate'):,.0f} "
+            f"| {med('null_sync_rate'):,.0f} | {med('null_pipelined_rate'):,.0f} "
+            f"| {med('pipelined_rate') / med('null_pipelined_rate'):.2f}x | {med('cpu_per_1000'):.2f} "
+            f"| {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {sum(r.failures for r in runs)} |"
+        )
+    print()
+    print(
+        f"| backend | bulk load ({args.identities:,}) | ITI-8 sync msg/s "
+        f"| ITI-8 pipelined ({args.window}) msg/s "
+        "| do-nothing sync | do-nothing pipelined | pipelined ratio | hub CPU s/1000 msg | ITI-9 p50 ms "
+        "| ITI-9 p99 ms | failures |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

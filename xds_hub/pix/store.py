@@ -1,0 +1,131 @@
+"""The PIX Manager's SQL, run on the DB-API cursor of the caller's SQLAlchemy connection.
+
+The feed is the hub's hottest write path (ITI-8 aims at thousands of messages a second), and
+SQLAlchemy Core costs about ten times the driver's own work for these one-row statements, so the
+handful of statements a feed needs are plain SQL here, written once for both SQLite and
+PostgreSQL (positional placeholders, ``INSERT ... RETURNING`` and
+``ON CONFLICT DO NOTHING`` exist in both).  They run inside the caller's transaction
+(:func:`xds_hub.storage.db.write_transaction`); tables are those of :mod:`xds_hub.pix.tables` and
+the registry's ``patient`` table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from xds_hub.pix.tables import pix_identity, pix_notification, pix_person
+from xds_hub.storage.schema import patient
+
+_ID = pix_identity.name
+_PERSON = pix_person.name
+_OUTBOX = pix_notification.name
+_PATIENT = patient.name
+
+Key = tuple[str, str]  # (authority, value)
+
+
+class PixSql:
+    """The statements, with the placeholder style of one database driver."""
+
+    def __init__(self, dialect: str) -> None:
+        self.p = "?" if dialect == "sqlite" else "%s"
+
+    @staticmethod
+    def cursor(conn: Connection) -> Any:
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        return dbapi.cursor()
+
+    def _keys(self, count: int) -> str:
+        """A WHERE clause for ``count`` (authority, value) keys: ORed equalities, which SQLite
+        answers from the primary key (it would scan the table for a row-value IN list)."""
+        return " OR ".join([f"(authority = {self.p} AND value = {self.p})"] * count)
+
+    def load(self, conn: Connection, keys: Sequence[Key]) -> list[tuple[str, str, int, str | None]]:
+        """(authority, value, person_id, merged_into) of the identifiers ``keys`` that exist."""
+        p = self.p
+        cur = self.cursor(conn)
+        if len(keys) == 1:
+            cur.execute(
+                f"SELECT authority, value, person_id, merged_into FROM {_ID} "
+                f"WHERE authority = {p} AND value = {p}",
+                keys[0],
+            )
+        else:
+            cur.execute(
+                f"SELECT authority, value, person_id, merged_into FROM {_ID} WHERE {self._keys(len(keys))}",
+                [x for k in keys for x in k],
+            )
+        return [(str(r[0]), str(r[1]), int(r[2]), r[3]) for r in cur.fetchall()]
+
+    def members(self, conn: Connection, person_id: int) -> list[Key]:
+        cur = self.cursor(conn)
+        cur.execute(
+            f"SELECT authority, value FROM {_ID} WHERE person_id = {self.p} AND merged_into IS NULL",
+            (person_id,),
+        )
+        return [(str(r[0]), str(r[1])) for r in cur.fetchall()]
+
+    def new_person(self, conn: Connection, now: str) -> int:
+        cur = self.cursor(conn)
+        cur.execute(f"INSERT INTO {_PERSON} (created) VALUES ({self.p}) RETURNING id", (now,))
+        return int(cur.fetchone()[0])
+
+    def insert(self, conn: Connection, rows: Sequence[tuple[str, str, int, str | None, str]]) -> None:
+        """New identifiers: (authority, value, person_id, demographics, updated)."""
+        if not rows:
+            return
+        p = self.p
+        sql = (
+            f"INSERT INTO {_ID} (authority, value, person_id, merged_into, demographics, updated) "
+            f"VALUES ({p}, {p}, {p}, NULL, {p}, {p})"
+        )
+        cur = self.cursor(conn)
+        if len(rows) == 1:
+            cur.execute(sql, rows[0])
+        else:
+            cur.executemany(sql, rows)
+
+    def demographics(self, conn: Connection, keys: Sequence[Key], demographics: str, now: str) -> None:
+        p = self.p
+        self.cursor(conn).execute(
+            f"UPDATE {_ID} SET demographics = {p}, updated = {p} WHERE {self._keys(len(keys))}",
+            [demographics, now, *(x for k in keys for x in k)],
+        )
+
+    def move(self, conn: Connection, from_person: int, to_person: int, now: str) -> None:
+        p = self.p
+        self.cursor(conn).execute(
+            f"UPDATE {_ID} SET person_id = {p}, updated = {p} WHERE person_id = {p}",
+            (to_person, now, from_person),
+        )
+
+    def retire(self, conn: Connection, key: Key, merged_into: str, person_id: int, now: str) -> None:
+        p = self.p
+        self.cursor(conn).execute(
+            f"UPDATE {_ID} SET merged_into = {p}, person_id = {p}, updated = {p} "
+            f"WHERE authority = {p} AND value = {p}",
+            (merged_into, person_id, now, *key),
+        )
+
+    def add_patient(self, conn: Connection, pid: str, now: str) -> None:
+        """The registry's patient table learns an affinity-domain ID (no-op when known)."""
+        p = self.p
+        self.cursor(conn).execute(
+            f"INSERT INTO {_PATIENT} (patient_id, created, merged_into) VALUES ({p}, {p}, NULL) "
+            "ON CONFLICT (patient_id) DO NOTHING",
+            (pid, now),
+        )
+
+    def enqueue(self, conn: Connection, rows: Iterable[tuple[str, str, str]]) -> None:
+        """ITI-10 outbox rows: (subscriber, message, created)."""
+        p = self.p
+        self.cursor(conn).executemany(
+            f"INSERT INTO {_OUTBOX} "
+            "(subscriber, message, created, status, attempts, next_attempt, last_error) "
+            f"VALUES ({p}, {p}, {p}, 'pending', 0, 0.0, NULL)",
+            list(rows),
+        )
