@@ -542,3 +542,14 @@ def test_iti20_values_with_markup_are_escaped_and_base64() -> None:
     assert SCHEMA.validate(root), SCHEMA.error_log
     [query] = _objects(root, "2", "24")
     assert base64.b64decode(_texts(query, "ParticipantObjectQuery/text()")[0]) == nasty.encode()
+
+
+def test_iti20_soap_requester_is_its_reply_to_address_and_identity() -> None:
+    from xds_hub.soap.types import SoapRequest
+
+    body = etree.Element("x")
+    node = events.soap_peer(SoapRequest(action="a", body=body, remote_addr="10.0.0.9"), IDENTITY)
+    assert node.user_id == "http://www.w3.org/2005/08/addressing/anonymous"
+    assert node.address == "10.0.0.9" and node.user_name == "Hopital A <CN=Hopital A,O=xds-hub demo region>"
+    node = events.soap_peer(SoapRequest(action="a", body=body, reply_to="http://consumer.example/cb"))
+    assert node.user_id == "http://consumer.example/cb" and node.user_name is None

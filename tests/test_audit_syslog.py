@@ -359,7 +359,7 @@ def test_iti20_records_queued_with_no_sender_are_sent_after_a_restart(stores: St
     second.start()
     try:
         _wait(lambda: len(receiver.messages) == 6)  # the 5 queued + the new Application Start
-        assert _unsent(stores) == 0
+        _wait(lambda: _unsent(stores) == 0)  # marked sent once written
     finally:
         second.stop()
         receiver.stop()
@@ -405,3 +405,31 @@ def test_iti20_tls_sender_refused_by_repository_of_another_ca(
         assert receiver.messages == [] and _unsent(stores) == 1
     finally:
         receiver.stop()
+
+
+def test_iti20_record_outcome_after_a_failed_transaction(stores: Stores) -> None:
+    import functools
+
+    from xds_hub.audit.store import record_outcome
+    from xds_hub.errors import ErrorCode, XdsError
+
+    patient = new_patient_id()
+    build = functools.partial(
+        events.submission_import,
+        events.audit_source(SETTINGS),
+        "ITI-42",
+        events.peer("urn:anon", "10.0.0.7"),
+        events.hub_http(SETTINGS, "/xds/registry"),
+        patient,
+        "1.2.3.9",
+    )
+    failure = XdsError.one(ErrorCode.UNKNOWN_PATIENT_ID, f"{patient} is not known")
+    assert record_outcome(build, stores.engine, failure) is not None
+    with write_transaction(stores.engine) as conn:
+        assert record_outcome(build, conn) is not None
+    with stores.engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_record.c.outcome, audit_record.c.outcome_description).order_by(audit_record.c.id)
+        ).all()
+    assert rows[0].outcome == 8 and "XDSUnknownPatientId" in rows[0].outcome_description
+    assert (rows[1].outcome, rows[1].outcome_description) == (0, None)

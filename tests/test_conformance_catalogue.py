@@ -36,7 +36,6 @@ INTERFACE_TRANSACTIONS = {
     "DICOM-GET",
 }
 
-_NOT_SERVED = "the hub does not serve this transaction yet (wsa:ActionNotSupported)"
 _KOS = (
     "RAD-68: the Document Repository does not check the manifest against its DocumentEntry "
     "(xds_hub.imaging.kos.check_kos_against_metadata exists but ITI-41 does not call it)"
@@ -48,15 +47,9 @@ KNOWN_HUB_GAPS: dict[str, str] = {
         "XDSDocumentUniqueIdError (XDSMissingDocument is ITI-41's code for a DocumentEntry without content)"
     ),
     "repository/iti43/retrieve-partial": "same as retrieve-unknown-document",
-    "registry/iti57/new-version-of-document": _NOT_SERVED,
-    "registry/iti57/deprecate-by-status-update": _NOT_SERVED,
-    "registry/iti57/wrong-previous-version": _NOT_SERVED,
-    "registry/iti57/unknown-logical-id": _NOT_SERVED,
-    "registry/iti62/remove-submission": _NOT_SERVED,
-    "registry/iti62/references-exist": _NOT_SERVED,
-    "registry/iti62/unknown-object": _NOT_SERVED,
-    "repository/iti86/remove-document": _NOT_SERVED,
-    "repository/iti86/remove-unknown-document": _NOT_SERVED,
+    "repository/iti86/remove-document": (
+        "the removal passes; the ITI-43 that follows gets XDSMissingDocument (see retrieve-unknown-document)"
+    ),
     "imaging/rad68/not-a-kos": _KOS,
     "imaging/rad68/kos-study-mismatch": _KOS,
     "imaging/rad69/unknown-instance": (

@@ -4,17 +4,22 @@ database: each rule breaks one thing of a known-good request and expects exactly
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from tests.test_iti57_support import APPROVED, DEPRECATED, new_version, status_update, submitted, update
 from tests.test_registry_support import SETTINGS, a_folder, assoc, document, member, new_pid, new_urn
 from xds_hub.domain.metadata import Association, Slot, Submission
 from xds_hub.domain.vocabulary import AssociationType, MetadataUpdateSlot
-from xds_hub.errors import XdsError
+from xds_hub.errors import FaultSubcode, SoapFault, XdsError
+from xds_hub.registry.admin import authorize_admin
 from xds_hub.registry.update_request import UpdateRequest, read_update_request
+from xds_hub.security.access import NodeIdentity
+from xds_hub.soap.types import SoapRequest
 
 PID = new_pid()
 DOC = document(PID)
@@ -242,3 +247,14 @@ def test_iti57_request_reader_returns_operations_or_xds_error(
     except XdsError:
         return
     assert all(a.entry_uuid.startswith("urn:uuid:") for a in req.submission.associations)
+
+
+def test_iti57_62_86_admin_hook_refuses_a_node_that_is_not_admin() -> None:
+    """ITI-57 / ITI-62 / ITI-86 call authorize_admin first; it applies security.access.require_admin to the
+    requester's identity (SoapRequest.identity once the SOAP edge provides it)."""
+    node = NodeIdentity(subject="CN=Hopital A,O=Region")
+    with pytest.raises(SoapFault) as info:
+        authorize_admin(SimpleNamespace(identity=node))  # type: ignore[arg-type]
+    assert info.value.subcode is FaultSubcode.FAILED_AUTHENTICATION
+    authorize_admin(SimpleNamespace(identity=dataclasses.replace(node, admin=True)))  # type: ignore[arg-type]
+    authorize_admin(SoapRequest(action="urn:x", body=etree.Element("x")))  # no identity: TLS off

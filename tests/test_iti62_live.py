@@ -47,7 +47,7 @@ def all_ids(sub: Submission) -> list[str]:
 
 
 def folder_submission(pid: str) -> Submission:
-    """SubmissionSet, two documents, a Folder holding the first (and the SubmissionSet's HasMember to that)."""
+    """SubmissionSet, two documents, a Folder holding the first (the SubmissionSet holds that HasMember)."""
     d1, d2, fol = document(pid), document(pid), a_folder(pid)
     return package(pid, (d1, d2), (fol,), extra=(member(fol.entry_uuid, d1.entry_uuid),))
 
@@ -207,7 +207,8 @@ _tags = st.sampled_from(
 def _trees(draw: st.DrawFn) -> etree._Element:
     root = etree.Element(draw(st.sampled_from([ns.qn(ns.LCM, "RemoveObjectsRequest"), "other"])))
     if draw(st.booleans()):
-        root.set("deletionScope", draw(st.text(max_size=5)))
+        scopes = ["", "DeleteAll", "urn:oasis:names:tc:ebxml-regrep:DeletionScopeType:DeleteAll", " x "]
+        root.set("deletionScope", draw(st.sampled_from(scopes)))
     for _ in range(draw(st.integers(0, 3))):
         child = etree.SubElement(root, draw(_tags))
         for _ in range(draw(st.integers(0, 3))):

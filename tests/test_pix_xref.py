@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from tests.pix_support import AFFINITY, CLIC, HOPA, HOPB, NATIONAL, new_id
 from tests.test_registry_support import document, package, register
 from xds_hub.config import DEMO_DOMAIN, PixSettings, PixSubscriber
-from xds_hub.errors import Hl7Error, Hl7ErrorCode
+from xds_hub.errors import ErrorCode, Hl7Error, Hl7ErrorCode, XdsError
 from xds_hub.pix.model import FeedEvent, FeedKind, Identifier, PixQuery, QueryStatus, RawId, Where
 from xds_hub.pix.tables import pix_notification
 from xds_hub.pix.xref import CrossReference
@@ -186,3 +186,19 @@ def test_pix_xref_notifications_are_queued_in_the_feed_transaction(stores: Store
     assert f"PID|||{regional.value}^^^&{AFFINITY}&ISO||~^^^^^^S" in rows[0].message
     assert a.value not in rows[0].message  # not one of b's domains
     assert a.value in rows[1].message and "ADT^A31^ADT_A05" in rows[1].message
+
+
+def test_pix_xref_patient_add_is_a_feed_of_the_regional_source(stores: Stores) -> None:
+    """`xds-hub patient add` feeds the regional ID: the registry and the PIX Manager both know it."""
+    xref = CrossReference(DOMAIN)
+    regional = ident(AFFINITY, "R")
+    with write_transaction(stores.engine) as conn:
+        assert xref.add_affinity_patient(conn, regional.cx)
+        assert not xref.add_affinity_patient(conn, regional.cx)
+        assert is_known(conn, regional.cx)
+        with pytest.raises(XdsError) as info:
+            xref.add_affinity_patient(conn, ident(HOPA).cx)
+    assert [p.code for p in info.value.problems] == [ErrorCode.UNKNOWN_PATIENT_ID]
+    a = ident(HOPA)
+    feed(stores, xref, a, regional)  # a hospital links its ID to it
+    assert aliases(stores, xref, regional) == {a}

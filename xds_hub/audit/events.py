@@ -65,6 +65,7 @@ from xds_hub.audit.model import (
 from xds_hub.config import Settings
 from xds_hub.errors import SoapFault, XdsError
 from xds_hub.security.access import AccessDenied, NodeIdentity
+from xds_hub.soap.types import SoapRequest
 
 # ---------------------------------------------------------------------------------------------
 # Who takes part
@@ -114,6 +115,16 @@ def peer(
             identity.label if identity.label == identity.subject else f"{identity.label} <{identity.subject}>"
         )
     return Node(user_id or address or "unknown", address, alternative_user_id, name)
+
+
+#: wsa:ReplyTo when the request names none (WS-Addressing 1.0 Core 3.2: the anonymous address).
+ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
+
+
+def soap_peer(request: SoapRequest, identity: NodeIdentity | None = None) -> Node:
+    """The requester of a SOAP transaction: UserID its wsa:ReplyTo (ITI TF-2 3.18.5, 3.41.5, 3.43.5),
+    network address the HTTP client's, UserName its TLS identity."""
+    return peer(request.reply_to or ANONYMOUS, request.remote_addr, identity)
 
 
 def _hub_address(settings: Settings) -> str:

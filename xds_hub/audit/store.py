@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -108,6 +108,31 @@ def record(message: AuditMessage, target: Connection | Engine, *, aliases: Itera
             xml = repr(message)
         log.exception("audit record could not be stored", extra={"audit_message": xml})
         return None
+
+
+def record_outcome(
+    build: Callable[[Outcome, str | None], AuditMessage],
+    target: Connection | Engine,
+    exc: BaseException | None = None,
+    *,
+    partial: bool = False,
+    aliases: Iterable[str] = (),
+) -> int | None:
+    """Build the transaction's message for how it ended (``exc``: None on success) and record it.
+
+    ``build(outcome, description)`` is typically a ``functools.partial`` of a builder of
+    :mod:`xds_hub.audit.events`.  On success pass the transaction's connection (the record commits
+    with the data); after a failure pass the engine (the transaction was rolled back).  Never raises.
+    """
+    from xds_hub.audit.events import outcome_of
+
+    outcome, description = outcome_of(exc, partial)
+    try:
+        message = build(outcome, description)
+    except Exception:
+        log.exception("audit message could not be built")
+        return None
+    return record(message, target, aliases=aliases)
 
 
 # ---------------------------------------------------------------------------------------------

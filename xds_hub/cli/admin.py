@@ -32,7 +32,7 @@ def config_show(args: argparse.Namespace) -> int:
 
 
 def patient_add(args: argparse.Namespace) -> int:
-    from xds_hub.registry.patients import add_patient
+    from xds_hub.pix.xref import CrossReference
     from xds_hub.storage.db import write_transaction
     from xds_hub.storage.stores import open_stores
 
@@ -40,7 +40,7 @@ def patient_add(args: argparse.Namespace) -> int:
     stores = open_stores(settings)
     try:
         with write_transaction(stores.engine) as conn:
-            created = add_patient(conn, args.patient_id, settings.domain)
+            created = CrossReference(settings.domain).add_affinity_patient(conn, args.patient_id)
     except XdsError as exc:
         for problem in exc.problems:
             print(f"xds-hub: {problem.code}: {problem.context}", file=sys.stderr)

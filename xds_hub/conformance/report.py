@@ -39,7 +39,7 @@ def console_summary(results: Sequence[ScenarioResult], out: TextIO, verbose: boo
         out.write(f"{group:<{width}}  {c[PASSED]:>6}  {c[FAILED]:>6}  {c[ERROR]:>5}  {c[SKIPPED]:>7}\n")
     for r in sorted(results, key=lambda r: r.scenario.id):
         if verbose or r.outcome in (FAILED, ERROR):
-            out.write(f"{_MARK[r.outcome]:<5} {r.scenario.id}: {r.message or r.scenario.title}\n")
+            out.write(f"{_MARK[r.outcome]:<5} {r.scenario.id}: {r.scenario.title}\n")
             if r.outcome in (FAILED, ERROR):
                 for line in r.failures[:6]:
                     out.write(f"        {line}\n")

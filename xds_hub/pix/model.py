@@ -44,6 +44,11 @@ class Identifier:
         """``value^^^&authority&ISO`` (the form XDS metadata uses)."""
         return f"{self.value}^^^&{self.authority}&ISO"
 
+    @property
+    def label(self) -> str:
+        """``value (authority)``: for messages to people (a CX would be escaped inside HL7 text)."""
+        return f"{self.value} ({self.authority})"
+
 
 class DomainKind(Enum):
     """What a patient identifier domain is to this affinity domain."""

@@ -38,6 +38,7 @@ from xds_hub.pix.model import (
     Demographics,
     DomainKind,
     FeedEvent,
+    FeedKind,
     FeedOutcome,
     Identifier,
     PixAnswer,
@@ -256,7 +257,7 @@ class CrossReference:
             if row is not None and row.merged_into is not None:
                 raise Hl7Error.one(
                     E.DUPLICATE_KEY_IDENTIFIER,
-                    f"{f.ident.cx} was merged into {row.merged_into} and cannot be fed again",
+                    f"{f.ident.label} was merged into {row.merged_into} and cannot be fed again",
                     f.where.id,
                 )
         persons: list[int] = []
@@ -269,7 +270,7 @@ class CrossReference:
             holder = next(f for f in fed if f.ident in rows and rows[f.ident].person_id == persons[0])
             raise Hl7Error.one(
                 E.DUPLICATE_KEY_IDENTIFIER,
-                f"{other.ident.cx} and {holder.ident.cx} are cross-referenced to different patients; "
+                f"{other.ident.label} and {holder.ident.label} are cross-referenced to different patients; "
                 "the PIX Manager does not relink them silently (merge them with A40)",
                 other.where.id,
             )
@@ -277,8 +278,8 @@ class CrossReference:
         if len(fed_affinity) > 1:
             raise Hl7Error.one(
                 E.DUPLICATE_KEY_IDENTIFIER,
-                f"one patient cannot have two affinity-domain IDs ({fed_affinity[0].ident.cx}, "
-                f"{fed_affinity[1].ident.cx})",
+                f"one patient cannot have two affinity-domain IDs ({fed_affinity[0].ident.label}, "
+                f"{fed_affinity[1].ident.label})",
                 fed_affinity[1].where.id,
             )
         members: list[Identifier] = []
@@ -290,8 +291,8 @@ class CrossReference:
             if clash:
                 raise Hl7Error.one(
                     E.DUPLICATE_KEY_IDENTIFIER,
-                    f"the patient already has the affinity-domain ID {held[0].cx}; "
-                    f"{clash[0].ident.cx} would be a second one (merge them with A40)",
+                    f"the patient already has the affinity-domain ID {held[0].label}; "
+                    f"{clash[0].ident.label} would be a second one (merge them with A40)",
                     clash[0].where.id,
                 )
         else:
@@ -322,6 +323,18 @@ class CrossReference:
         self, conn: Connection, idents: list[Identifier], demographics: str, now: str
     ) -> None:
         self._sql(conn).demographics(conn, [(i.authority, i.value) for i in idents], demographics, now)
+
+    def add_affinity_patient(self, conn: Connection, pid: str) -> bool:
+        """``xds-hub patient add``: feed an affinity-domain ID ``ID^^^&OID&ISO`` as the affinity
+        domain's identity source would; True if it was new.  XdsError (XDSUnknownPatientId) when it
+        is malformed or of another domain, as the registry would answer."""
+        check_affinity_patient_id(pid, self.domain)
+        ident = Identifier(self.domain.assigning_authority, pid.split("^", 1)[0])
+        if self._load(conn, [ident]):
+            return False
+        raw = RawId(ident.value, "", ident.authority, "ISO", Where("PID^1^3^1^1", "PID^1^3^1^4"))
+        self.feed(conn, FeedEvent(FeedKind.ADD, (raw,)))
+        return True
 
     # -----------------------------------------------------------------------------------------
     # Merge
@@ -361,18 +374,18 @@ class CrossReference:
         if survivor is not None and survivor.merged_into is not None:
             raise Hl7Error.one(
                 E.DUPLICATE_KEY_IDENTIFIER,
-                f"the surviving {new.ident.cx} was itself merged into {survivor.merged_into}",
+                f"the surviving {new.ident.label} was itself merged into {survivor.merged_into}",
                 new.where.id,
             )
         if old.ident == new.ident:
             if survivor is None:
-                raise Hl7Error.one(E.UNKNOWN_KEY_IDENTIFIER, f"{old.ident.cx} is not known", old.where.id)
+                raise Hl7Error.one(E.UNKNOWN_KEY_IDENTIFIER, f"{old.ident.label} is not known", old.where.id)
             return survivor.person_id
         prior = rows.get(old.ident)
         if prior is None:
             raise Hl7Error.one(
                 E.UNKNOWN_KEY_IDENTIFIER,
-                f"the subsumed {old.ident.cx} is not known to the PIX Manager",
+                f"the subsumed {old.ident.label} is not known to the PIX Manager",
                 old.where.id,
             )
         if prior.merged_into is not None:
@@ -380,14 +393,15 @@ class CrossReference:
                 return survivor.person_id  # the same merge, repeated
             raise Hl7Error.one(
                 E.DUPLICATE_KEY_IDENTIFIER,
-                f"{old.ident.cx} was already merged into {prior.merged_into}",
+                f"{old.ident.label} was already merged into {prior.merged_into}",
                 old.where.id,
             )
         old_affinity = self.kind(old.ident.authority) is DomainKind.AFFINITY
         if old_affinity and self.kind(new.ident.authority) is not DomainKind.AFFINITY:
             raise Hl7Error.one(
                 E.UNKNOWN_KEY_IDENTIFIER,
-                f"the affinity-domain ID {old.ident.cx} can only be merged into another affinity-domain ID",
+                f"the affinity-domain ID {old.ident.label} can only be merged into another "
+                "affinity-domain ID",
                 new.where.id,
             )
         demographics = json.dumps(demo.as_dict()) if demo.as_dict() else None
@@ -447,7 +461,7 @@ class CrossReference:
                 problems.append(
                     Hl7Problem(
                         E.UNKNOWN_KEY_IDENTIFIER,
-                        f"{ident.cx} is not known to the PIX Manager"
+                        f"{ident.label} is not known to the PIX Manager"
                         + (f" (merged into {row.merged_into})" if row is not None else ""),
                         q.id.where.id,
                     )

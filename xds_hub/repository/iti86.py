@@ -164,15 +164,18 @@ def _delete_rows(stores: Stores, wanted: Sequence[DocumentRequest]) -> list[Stor
 def remove_documents(
     requests: Sequence[DocumentRequest], stores: Stores, settings: Settings
 ) -> RemovalOutcome:
-    """Remove the documents of ``requests`` from the repository (ITI TF-2 3.86.4.1.3)."""
-    problems: list[Problem] = []
+    """Remove the documents of ``requests`` from the repository (ITI TF-2 3.86.4.1.3).
+
+    Problems come in the order of the requests.
+    """
+    refused: dict[int, Problem] = {}
     wanted: list[DocumentRequest] = []
-    for req in requests:
+    for index, req in enumerate(requests):
         problem = _foreign(req, settings)
         if problem is None:
             wanted.append(req)
         else:
-            problems.append(problem)
+            refused[index] = problem
     removed: list[StoredDocument] = []
     if wanted:
         try:
@@ -188,15 +191,14 @@ def remove_documents(
                 ErrorCode.REPOSITORY_ERROR, "the repository could not remove documents"
             ) from None
     gone = {d.unique_id for d in removed}
-    problems.extend(
-        Problem(
-            ErrorCode.DOCUMENT_UNIQUE_ID_ERROR,
-            f"repository {req.repository_unique_id} holds no document {req.document_unique_id}",
-            req.document_unique_id,
-        )
-        for req in wanted
-        if req.document_unique_id not in gone
-    )
+    for index, req in enumerate(requests):
+        if index not in refused and req.document_unique_id not in gone:
+            refused[index] = Problem(
+                ErrorCode.DOCUMENT_UNIQUE_ID_ERROR,
+                f"repository {req.repository_unique_id} holds no document {req.document_unique_id}",
+                req.document_unique_id,
+            )
+    problems = [refused[i] for i in sorted(refused)]
     deleted: list[str] = []
     if removed:
         try:
