@@ -144,7 +144,7 @@ def test_client_cli_retrieve_reports_missing_document(
         ]
     )
     assert code == EXIT_FAILED
-    assert "XDSMissingDocument [1.2.3.404]" in capsys.readouterr().err
+    assert "XDSDocumentUniqueIdError [1.2.3.404]" in capsys.readouterr().err
 
 
 def test_client_cli_unreachable_endpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

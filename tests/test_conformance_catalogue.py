@@ -42,14 +42,6 @@ _KOS = (
 )
 #: Scenario id -> why the hub fails it today (see the conformance report of issue 4).
 KNOWN_HUB_GAPS: dict[str, str] = {
-    "repository/iti43/retrieve-unknown-document": (
-        "ITI-43 answers XDSMissingDocument for an unknown uniqueId; ITI TF-2 3.43.4.2.3 lists "
-        "XDSDocumentUniqueIdError (XDSMissingDocument is ITI-41's code for a DocumentEntry without content)"
-    ),
-    "repository/iti43/retrieve-partial": "same as retrieve-unknown-document",
-    "repository/iti86/remove-document": (
-        "the removal passes; the ITI-43 that follows gets XDSMissingDocument (see retrieve-unknown-document)"
-    ),
     "imaging/rad68/not-a-kos": _KOS,
     "imaging/rad68/kos-study-mismatch": _KOS,
     "imaging/rad69/unknown-instance": (

@@ -85,7 +85,7 @@ def test_iti43_partial_success(client: XdsClient, stored: dict[str, bytes], tmp_
     assert [d.unique_id for d in result.documents] == [uid]
     assert sorted((e.code, e.location) for e in result.errors) == sorted(
         [
-            (ErrorCode.MISSING_DOCUMENT.value, "1.2.3.4.999.404"),
+            (ErrorCode.DOCUMENT_UNIQUE_ID_ERROR.value, "1.2.3.4.999.404"),
             (ErrorCode.UNKNOWN_REPOSITORY_ID.value, uid),
             (ErrorCode.UNKNOWN_COMMUNITY.value, uid),
         ]
@@ -95,7 +95,7 @@ def test_iti43_partial_success(client: XdsClient, stored: dict[str, bytes], tmp_
 @pytest.mark.parametrize(
     ("repository", "document", "home", "code"),
     [
-        (REPOSITORY_ID, "1.2.3.4.999.1", None, ErrorCode.MISSING_DOCUMENT),
+        (REPOSITORY_ID, "1.2.3.4.999.1", None, ErrorCode.DOCUMENT_UNIQUE_ID_ERROR),
         ("1.2.3.4.999", None, None, ErrorCode.UNKNOWN_REPOSITORY_ID),
         (REPOSITORY_ID, None, "urn:oid:1.2.3.999", ErrorCode.UNKNOWN_COMMUNITY),
     ],
@@ -118,7 +118,7 @@ def test_iti43_failure_codes(
     assert not any(tmp_path.iterdir())
 
 
-def test_iti43_reports_repository_error_for_a_vanished_blob(
+def test_iti43_reports_missing_document_for_a_vanished_blob(
     hub: Hub, store: Stores, client: XdsClient, stored: dict[str, bytes], tmp_path: Path
 ) -> None:
     uid = next(iter(stored))
@@ -128,7 +128,7 @@ def test_iti43_reports_repository_error_for_a_vanished_blob(
     others = [u for u in stored if u != uid]
     result = client.retrieve([DocumentRequest(REPOSITORY_ID, u) for u in [uid, *others]], tmp_path)
     assert result.status_name == "PartialSuccess"
-    assert [(e.code, e.location) for e in result.errors] == [(ErrorCode.REPOSITORY_ERROR.value, uid)]
+    assert [(e.code, e.location) for e in result.errors] == [(ErrorCode.MISSING_DOCUMENT.value, uid)]
     assert sorted(d.unique_id for d in result.documents) == sorted(others)
     assert "registered document has no blob" in hub.log_text()
 

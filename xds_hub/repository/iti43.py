@@ -152,8 +152,8 @@ def locate(
             doc = stored.get(req.document_unique_id)
             if doc is None:
                 problems.append(
-                    Problem(
-                        ErrorCode.MISSING_DOCUMENT,
+                    Problem(  # ITI TF-2 3.43.4.2.3; ITI TF-3 Table 4.2.4.1-2
+                        ErrorCode.DOCUMENT_UNIQUE_ID_ERROR,
                         f"repository {req.repository_unique_id} holds no document {req.document_unique_id}",
                         req.document_unique_id,
                     )
@@ -164,8 +164,8 @@ def locate(
                     extra={"unique_id": doc.unique_id, "blob_key": doc.blob_key},
                 )
                 problems.append(
-                    Problem(
-                        ErrorCode.REPOSITORY_ERROR,
+                    Problem(  # the entry exists, its document does not (Table 4.2.4.1-2)
+                        ErrorCode.MISSING_DOCUMENT,
                         f"the content of document {doc.unique_id} cannot be read",
                         req.document_unique_id,
                     )
