@@ -84,7 +84,7 @@ class Row:
 def test_iti18_index_columns_win_over_the_body() -> None:
     doc = DocumentEntry("urn:uuid:1", "1.2", "P1^^^&1.2&ISO", "text/plain")
     row = Row(doc.entry_uuid, "D", Status.DEPRECATED.value, "P2^^^&1.2&ISO", codec.dumps(doc))
-    got = read._decode(row, "urn:oid:1.2.3")
+    got = read.decode_row(row, "urn:oid:1.2.3")
     assert isinstance(got, DocumentEntry)
     assert (got.status, got.patient_id, got.home_community_id) == (
         Status.DEPRECATED,
@@ -92,10 +92,10 @@ def test_iti18_index_columns_win_over_the_body() -> None:
         "urn:oid:1.2.3",
     )
     fol = Folder("urn:uuid:2", "1.3", "P1^^^&1.2&ISO", last_update_time="2020")
-    got_folder = read._decode(
+    got_folder = read.decode_row(
         Row(fol.entry_uuid, "F", Status.APPROVED.value, None, codec.dumps(fol), "20240101")
     )
     assert isinstance(got_folder, Folder)
     assert got_folder.last_update_time == "20240101" and got_folder.patient_id == fol.patient_id
     link = Association("urn:uuid:3", AssociationType.HAS_MEMBER, "a", "b")
-    assert read._decode(Row(link.entry_uuid, "A", Status.APPROVED.value, None, codec.dumps(link))) == link
+    assert read.decode_row(Row(link.entry_uuid, "A", Status.APPROVED.value, None, codec.dumps(link))) == link

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum
 from typing import Any, Final, get_args, get_origin, get_type_hints
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, null, select
 
 from xds_hub.domain.metadata import DocumentEntry, RegistryObject
 from xds_hub.domain.vocabulary import DocumentAvailability
@@ -91,7 +91,15 @@ def _builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
 _BUILDERS: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
 
 
-def _decode(row: Any, home_community_id: str | None = None) -> RegistryObject:
+def object_columns(last_update_time: Any = None) -> Select[Any]:
+    """The registry_object columns :func:`decode_row` reads; ``last_update_time``: the folder column
+    to join, if the rows may be Folders."""
+    ro = registry_object
+    lut = last_update_time if last_update_time is not None else null()
+    return select(ro.c.id, ro.c.kind, ro.c.status, ro.c.patient_id, ro.c.body, lut.label("last_update_time"))
+
+
+def decode_row(row: Any, home_community_id: str | None = None) -> RegistryObject:
     """The object of a registry_object row, with the index columns (and ``home``) applied."""
     data = json.loads(row.body)
     data["status"] = row.status
@@ -116,18 +124,23 @@ def load_objects(
     found: dict[str, RegistryObject] = {}
     for batch in chunks(ids):
         stmt = (
-            select(ro.c.id, ro.c.kind, ro.c.status, ro.c.patient_id, ro.c.body, fo.c.last_update_time)
+            object_columns(fo.c.last_update_time)
             .select_from(ro.outerjoin(fo, fo.c.id == ro.c.id))
             .where(ro.c.id.in_(batch))
         )
         for row in conn.execute(stmt):
-            found[row.id] = _decode(row, home_community_id)
+            found[row.id] = decode_row(row, home_community_id)
     return [found[i] for i in dict.fromkeys(ids) if i in found]
 
 
 def is_offline(obj: RegistryObject) -> bool:
     """A DocumentEntry whose documentAvailability is Offline (ITI TF-3 4.2.3.2.29)."""
     return isinstance(obj, DocumentEntry) and obj.document_availability == DocumentAvailability.OFFLINE
+
+
+def maybe_offline(body: Any) -> Any:
+    """A SQL flag: the JSON ``body`` may be of an Offline DocumentEntry (decode it to be sure)."""
+    return body.contains(_OFFLINE_MARK, autoescape=True).label("maybe_offline")
 
 
 def offline_documents(conn: Connection, ids: Iterable[str]) -> set[str]:

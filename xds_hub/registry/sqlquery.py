@@ -246,8 +246,7 @@ def _associations_of(
 # ---------------------------------------------------------------------------------------------
 
 
-def find_documents(conn: Connection, q: FindDocuments, limit: int) -> Found:
-    """3.18.4.1.2.3.7.1 FindDocuments (and .14 FindDocumentsByReferenceId): one statement."""
+def _find_documents_where(q: FindDocuments) -> list[ColumnElement[bool]]:
     conds = [
         de.c.patient_id == q.patient_id,
         de.c.status.in_(_values(q.statuses)),
@@ -268,7 +267,20 @@ def find_documents(conn: Connection, q: FindDocuments, limit: int) -> Found:
     ]
     if isinstance(q, FindDocumentsByReferenceId):
         conds.extend(_reference_ids(de.c.id, q.reference_ids))
-    return Found().add("D", _column(conn, select(de.c.id).where(*conds).limit(limit)))
+    return conds
+
+
+def find_documents(conn: Connection, q: FindDocuments, limit: int) -> Found:
+    """3.18.4.1.2.3.7.1 FindDocuments (and .14 FindDocumentsByReferenceId): one statement."""
+    return Found().add("D", _column(conn, select(de.c.id).where(*_find_documents_where(q)).limit(limit)))
+
+
+def find_document_rows(conn: Connection, q: FindDocuments, limit: int, leaf: bool) -> list[Any]:
+    """FindDocuments in one statement, the query the registry answers most: for LeafClass the
+    registry_object rows, bodies included; for ObjectRef the ids, each with ``maybe_offline``."""
+    columns = read.object_columns() if leaf else select(de.c.id, read.maybe_offline(ro.c.body))
+    stmt = columns.select_from(de.join(ro, ro.c.id == de.c.id)).where(*_find_documents_where(q))
+    return list(conn.execute(stmt.limit(limit)).all())
 
 
 def find_submission_sets(conn: Connection, q: FindSubmissionSets, limit: int) -> Found:
@@ -527,17 +539,26 @@ def execute(
     Raises XdsError: XDSTooManyResults above ``max_results`` objects, XDSResultNotSinglePatient for
     LeafClass results of more than one patient.
     """
-    found = run_query(conn, q, max_results + 1)
+    leaf = return_type is ReturnType.LEAF_CLASS
+    rows = find_document_rows(conn, q, max_results + 1, leaf) if isinstance(q, FindDocuments) else None
+    found = (
+        Found().add("D", [r.id for r in rows]) if rows is not None else run_query(conn, q, max_results + 1)
+    )
     if len(found.refs) > max_results:
         raise XdsError.one(
             ErrorCode.TOO_MANY_RESULTS,
             f"the query selects more than {max_results} objects; narrow it (e.g. by time, class or type)",
         )
-    if return_type is ReturnType.OBJECT_REF:
+    if not leaf:
         if q.metadata_level == 1 and found.ids("D"):
-            found = found.without(read.offline_documents(conn, found.ids("D")))
+            maybe = found.ids("D") if rows is None else [r.id for r in rows if r.maybe_offline]
+            if maybe:
+                found = found.without(read.offline_documents(conn, maybe))
         return [ObjectRef(i, home_community_id) for i in found.refs]
-    objects = read.load_objects(conn, list(found.refs), home_community_id)
+    if rows is not None:
+        objects = [read.decode_row(row, home_community_id) for row in rows]
+    else:
+        objects = read.load_objects(conn, list(found.refs), home_community_id)
     if q.metadata_level == 1:
         offline = {o.entry_uuid for o in objects if read.is_offline(o)}
         if offline:
