@@ -382,3 +382,39 @@ def test_iti57_response_is_related_and_valid(hub: Hub, pid: str) -> None:
     reply = post_iti57(hub, update(pid, [(new_version(doc), "1")]))  # post_iti57 checks rs.xsd
     assert (reply.http_status, reply.action, reply.status) == (200, SoapAction.ITI57_RESPONSE, SUCCESS)
     assert reply.body.find(f"{{{ns.RS}}}RegistryErrorList") is None
+
+
+def test_iti57_deprecates_a_folder_and_records_the_update(hub: Hub, pid: str) -> None:
+    fol = a_folder(pid)
+    first = register(hub, package(pid, (), (fol,)))
+    ss = submission_set(pid)
+    off = status_update(ss.entry_uuid, fol.entry_uuid, APPROVED, DEPRECATED)
+    assert post_iti57(hub, update(pid, extra=(off,), ss=ss)).outcome == (SUCCESS, [])
+    approved = query(
+        hub, StoredQuery.FIND_FOLDERS, {"$XDSFolderPatientId": pid, "$XDSFolderStatus": [APPROVED.value]}
+    )
+    assert approved.objects == []
+    record = query(
+        hub, StoredQuery.GET_SUBMISSION_SET_AND_CONTENTS, {"$XDSSubmissionSetEntryUUID": ss.entry_uuid}
+    )
+    kept = {o.entry_uuid for o in record.objects if hasattr(o, "entry_uuid")}
+    assert ss.entry_uuid in kept
+    ss2 = submission_set(pid)
+    bad = status_update(ss2.entry_uuid, first.submission_set.entry_uuid, APPROVED, DEPRECATED)
+    assert post_iti57(hub, update(pid, extra=(bad,), ss=ss2)).outcome == (FAILURE, ["XDSMetadataUpdateError"])
+
+
+def test_iti57_the_update_submission_set_holds_the_new_version_with_its_previous_version(
+    hub: Hub, pid: str
+) -> None:
+    doc = registered_document(hub, pid)
+    sub = update(pid, [(new_version(doc), "1")])
+    assert post_iti57(hub, sub).outcome == (SUCCESS, [])
+    result = query(
+        hub,
+        StoredQuery.GET_SUBMISSION_SET_AND_CONTENTS,
+        {"$XDSSubmissionSetEntryUUID": sub.submission_set.entry_uuid},
+    )
+    assert [d.entry_uuid for d in result.documents] == [sub.documents[0].entry_uuid]
+    [hm] = [o for o in result.objects if getattr(o, "target", None) == sub.documents[0].entry_uuid]
+    assert ("PreviousVersion", ("1",)) in {(s.name, s.values) for s in hm.extra_slots}  # type: ignore[union-attr]
