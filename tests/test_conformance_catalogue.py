@@ -44,11 +44,6 @@ _KOS = (
 KNOWN_HUB_GAPS: dict[str, str] = {
     "imaging/rad68/not-a-kos": _KOS,
     "imaging/rad68/kos-study-mismatch": _KOS,
-    "imaging/rad69/unknown-instance": (
-        "RAD-69 answers XDSMissingDocument for an instance it does not hold; RAD TF-3 4.69.4.2.3 and "
-        "ITI TF-3 Table 4.2.4.1-2 give XDSDocumentUniqueIdError"
-    ),
-    "imaging/rad69/partial": "same as rad69/unknown-instance",
 }
 
 

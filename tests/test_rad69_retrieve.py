@@ -129,7 +129,7 @@ def test_rad69_unknown_instance_is_partial_success_xds_missing_document(
     etree.SubElement(extra, ns.qn(ns.XDSB, "DocumentUniqueId")).text = "1.2.3.4.5.6.7.8.9"
     resp = _rad69(hub, body)
     assert _status(resp) == ResponseStatus.PARTIAL_SUCCESS
-    assert _errors(resp) == [("XDSMissingDocument", "1.2.3.4.5.6.7.8.9")]
+    assert _errors(resp) == [("XDSDocumentUniqueIdError", "1.2.3.4.5.6.7.8.9")]
     assert len(resp.findall(ns.qn(ns.XDSB, "DocumentResponse"))) == 6
 
 
@@ -139,7 +139,7 @@ def test_rad69_all_unknown_is_failure(hub: Hub, published: Published) -> None:
         "", "", "", None, (), (), None, {study_uid: {"1.2.3": [("1.2", "9.8.7")]}}, {"1.2.3": SOURCE_ID}
     )
     resp = _rad69(hub, rad69_request(kos, study_uid, ["1.2.840.10008.1.2.1"]))
-    assert _status(resp) == ResponseStatus.FAILURE and _errors(resp) == [("XDSMissingDocument", "9.8.7")]
+    assert _status(resp) == ResponseStatus.FAILURE and _errors(resp) == [("XDSDocumentUniqueIdError", "9.8.7")]
 
 
 def test_rad69_other_source_is_xds_unknown_repository_id(hub: Hub, published: Published) -> None:

@@ -241,6 +241,9 @@ class DicomActor:
         server, self._server = self._server, None
         active = list(server.active_associations)
         server.shutdown()  # stops accepting and closes the listening socket
+        for assoc in active:  # connections that never associated (e.g. port probes) have nothing to drain
+            if not assoc.is_established:
+                assoc.abort()
         deadline = time.monotonic() + 30
         while any(a.is_alive() for a in active) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -169,8 +169,8 @@ def locate(
         inst = stored.get(uid)
         if inst is None or inst.study_uid != item.study_uid or inst.series_uid != item.series_uid:
             problems.append(
-                Problem(
-                    ErrorCode.MISSING_DOCUMENT,
+                Problem(  # RAD TF-3 4.69.4.2.3 (ITI TF-3 Table 4.2.4.1-2), as the NIST IDS tests expect
+                    ErrorCode.DOCUMENT_UNIQUE_ID_ERROR,
                     f"no instance {uid} in study {item.study_uid}, series {item.series_uid}",
                     uid,
                 )
