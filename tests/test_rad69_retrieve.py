@@ -139,7 +139,8 @@ def test_rad69_all_unknown_is_failure(hub: Hub, published: Published) -> None:
         "", "", "", None, (), (), None, {study_uid: {"1.2.3": [("1.2", "9.8.7")]}}, {"1.2.3": SOURCE_ID}
     )
     resp = _rad69(hub, rad69_request(kos, study_uid, ["1.2.840.10008.1.2.1"]))
-    assert _status(resp) == ResponseStatus.FAILURE and _errors(resp) == [("XDSDocumentUniqueIdError", "9.8.7")]
+    assert _status(resp) == ResponseStatus.FAILURE
+    assert _errors(resp) == [("XDSDocumentUniqueIdError", "9.8.7")]
 
 
 def test_rad69_other_source_is_xds_unknown_repository_id(hub: Hub, published: Published) -> None:
