@@ -75,8 +75,7 @@ def test_iti86_removes_a_document_and_keeps_its_metadata(hub: Hub, pid: str, tmp
     reply = post_iti86(hub, removal(hub, doc.unique_id))
 
     assert (reply.http_status, reply.action, reply.outcome) == (200, SoapAction.ITI86_RESPONSE, (SUCCESS, []))
-    ok, codes = retrieve_codes(hub, doc.unique_id, tmp_path)
-    assert not ok and len(codes) == 1
+    assert retrieve_codes(hub, doc.unique_id, tmp_path) == (False, ["XDSDocumentUniqueIdError"])
     assert not blob_file(hub, content).exists()
     assert [d.unique_id for d in get_documents(hub, uid=[doc.unique_id]).values()] == [doc.unique_id]
 

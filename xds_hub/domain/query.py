@@ -8,7 +8,8 @@ one typed, frozen parameter object per stored query (ITI TF-2 3.18.4.1.2.3.7.1-1
 Value coding (ITI TF-2 3.18.4.1.2.3.5):
 
 - a string is quoted, ``'value'``, a quote inside it doubled (``'O''Brien'``); numbers, DTM times
-  (and, leniently, strings without blanks, commas, quotes or parentheses) may stand unquoted;
+  (and, leniently, strings without blanks, commas, quotes or parentheses) may stand unquoted; a
+  single-valued parameter whose quotes do not pair up (``'abc''x``) is taken literally;
 - a multi-valued parameter is a parenthesised list ``('a','b')``; the lists of all Value elements
   of one Slot are one list of alternatives (OR); a lone value stands for a list of one;
 - a code is ``'code^^scheme'`` (a bare ``'code'`` matches that code in any scheme);

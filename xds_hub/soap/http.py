@@ -88,7 +88,7 @@ def _client_reader(stream: IO[bytes]) -> Callable[[int], bytes]:
     def read(size: int) -> bytes:
         try:
             return stream.read(size)
-        except ClientDisconnected:
+        except (ClientDisconnected, RequestEntityTooLarge):  # the caller answers these itself
             raise
         except Exception as exc:  # the server's HTTP parser refusing the client's bytes
             raise faults.sender(f"the request body could not be read: {exc}") from exc
