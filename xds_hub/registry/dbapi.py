@@ -59,12 +59,13 @@ def flavor(conn: Connection) -> Flavor:
 
 
 @cache
-def insert_sql(table: Table, style: Flavor) -> tuple[str, tuple[str, ...]]:
-    """``INSERT INTO table (all columns) VALUES (...)`` and the column names in order."""
-    names = tuple(c.name for c in table.columns)
-    columns = ", ".join(names)
-    values = ", ".join([style.param] * len(names))
-    return f"INSERT INTO {table.name} ({columns}) VALUES ({values})", names
+def insert_sql(table: Table, columns: tuple[str, ...], style: Flavor) -> str:
+    """``INSERT INTO table (columns) VALUES (...)`` with one parameter per column."""
+    missing = [name for name in columns if name not in table.c]
+    if missing:
+        raise KeyError(f"{table.name} has no column {missing}")
+    values = ", ".join([style.param] * len(columns))
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values})"
 
 
 @contextmanager

@@ -90,7 +90,6 @@ from xds_hub.domain.vocabulary import (
 )
 from xds_hub.errors import ErrorCode, Problem, XdsError
 from xds_hub.registry import store
-from xds_hub.registry.patients import is_known
 from xds_hub.storage import codec
 
 KIND_NAMES: Final = {"D": "DocumentEntry", "S": "SubmissionSet", "F": "Folder", "A": "Association"}
@@ -175,8 +174,23 @@ class _Registration:
         ]
         self.new: dict[str, RegistryObject] = {o.entry_uuid: o for o in objects}
         ends = {e for a in submission.associations for e in (a.source, a.target)}
+        packages: list[SubmissionSet | Folder] = [self.ss, *submission.folders]
+        pids = {self.ss.patient_id, *(d.patient_id for d in submission.documents)}
+        pids.update(f.patient_id for f in submission.folders)
+        #: The patient IDs of the submitted objects.
+        self.patient_ids = pids
+        found = store.registration_lookup(
+            conn,
+            set(self.new) | ends,
+            [p.unique_id for p in packages] + [d.unique_id for d in submission.documents],
+            pids,
+        )
         #: Registered objects with an id of the submission or referenced by one of its associations.
-        self.registered = store.find_by_ids(conn, set(self.new) | ends)
+        self.registered = found.by_id
+        #: Registered objects carrying a uniqueId of the submission, by uniqueId.
+        self.by_unique_id = found.by_unique_id
+        #: Patient table rows (patient ID -> merged_into) of the submission's patient IDs.
+        self.patients = found.patients
         self.problems: list[Problem] = []
         #: (new document, registered document it replaces) for RPLC and XFRM_RPLC.
         self.replaced: list[tuple[str, str]] = []
@@ -212,10 +226,9 @@ class _Registration:
     # -- patients, ids, uniqueIds ------------------------------------------------------------
 
     def check_patients(self) -> None:
-        pids = {self.ss.patient_id, *(d.patient_id for d in self.sub.documents)}
-        pids.update(f.patient_id for f in self.sub.folders)
-        for pid in sorted(pids):
-            if not is_known(self.conn, pid):
+        """Every patient ID is in the patient table and not merged away (as patients.is_known)."""
+        for pid in sorted(self.patient_ids):
+            if pid not in self.patients or self.patients[pid] is not None:
                 self.fail(
                     ErrorCode.UNKNOWN_PATIENT_ID,
                     f"patient ID {pid} is not known to the affinity domain (or was merged into another)",
@@ -242,8 +255,7 @@ class _Registration:
 
     def check_unique_ids(self) -> None:
         packages: list[SubmissionSet | Folder] = [self.ss, *self.sub.folders]
-        wanted = [p.unique_id for p in packages] + [d.unique_id for d in self.sub.documents]
-        found = store.find_by_unique_ids(self.conn, wanted)
+        found = self.by_unique_id
         for pkg in packages:
             for stored in found.get(pkg.unique_id, [])[:1]:
                 self.fail(

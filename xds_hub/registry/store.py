@@ -14,22 +14,22 @@ The JSON ``registry_object.body`` keeps the object as registered; ``status`` and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import Connection, String, Table, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 
-from xds_hub.domain.metadata import (
-    Association,
-    Code,
-    DocumentEntry,
-    Folder,
-    RegistryObject,
-    SubmissionSet,
-)
+from xds_hub.domain.metadata import RegistryObject
 from xds_hub.domain.vocabulary import AssociationType, Status
-from xds_hub.errors import ErrorCode, Problem, XdsError
+from xds_hub.errors import XdsError
+from xds_hub.registry import dbapi
+from xds_hub.registry.index_rows import (
+    COLUMNS,
+    Row,
+    index_rows,
+    length_problems,
+)
 from xds_hub.storage import codec
 from xds_hub.storage.schema import (
     association,
@@ -110,6 +110,15 @@ def _stored_objects_query() -> Any:
     ).select_from(ro.outerjoin(de, de.c.id == ro.c.id))
 
 
+#: Built once, so that SQLAlchemy's compiled cache is hit (``ids``: an expanding IN list).
+_BY_IDS: Final = _stored_objects_query().where(registry_object.c.id.in_(bindparam("ids", expanding=True)))
+_BY_UNIQUE_IDS: Final = (
+    _stored_objects_query()
+    .where(registry_object.c.unique_id.in_(bindparam("ids", expanding=True)))
+    .order_by(registry_object.c.seq)
+)
+
+
 def _stored(row: Any) -> StoredObject:
     return StoredObject(
         id=row.id,
@@ -128,7 +137,7 @@ def find_by_ids(conn: Connection, ids: Iterable[str]) -> dict[str, StoredObject]
     """The registry objects among ``ids`` (entryUUIDs), keyed by id; unknown ids are absent."""
     found: dict[str, StoredObject] = {}
     for batch in chunks(sorted(set(ids))):
-        for row in conn.execute(_stored_objects_query().where(registry_object.c.id.in_(batch))):
+        for row in conn.execute(_BY_IDS, {"ids": batch}):
             found[row.id] = _stored(row)
     return found
 
@@ -137,9 +146,87 @@ def find_by_unique_ids(conn: Connection, unique_ids: Iterable[str]) -> dict[str,
     """Registry objects carrying one of ``unique_ids``, grouped by uniqueId (several after resubmissions)."""
     found: dict[str, list[StoredObject]] = {}
     for batch in chunks(sorted(set(unique_ids))):
-        query = _stored_objects_query().where(registry_object.c.unique_id.in_(batch))
-        for row in conn.execute(query.order_by(registry_object.c.seq)):
+        for row in conn.execute(_BY_UNIQUE_IDS, {"ids": batch}):
             found.setdefault(row.unique_id, []).append(_stored(row))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationLookup:
+    """What the registration rules need from the registry, read by :func:`registration_lookup`."""
+
+    #: Registered objects among the ids asked for, keyed by id.
+    by_id: dict[str, StoredObject]
+    #: Registered objects carrying one of the uniqueIds asked for, by uniqueId, in registration order.
+    by_unique_id: dict[str, list[StoredObject]]
+    #: The patient IDs asked for that the patient table holds -> the ID each was merged into (or None).
+    patients: dict[str, str | None]
+
+
+_LOOKUP_OBJECTS: Final = (
+    "SELECT 'O', ro.id, ro.kind, ro.lid, ro.status, ro.patient_id, ro.unique_id, "
+    "de.object_type, de.hash, de.size, ro.seq "
+    "FROM registry_object ro LEFT OUTER JOIN document_entry de ON de.id = ro.id "
+    "WHERE {ids} OR {unique_ids}"
+)
+_LOOKUP_PATIENTS: Final = (
+    "SELECT 'P', patient_id, NULL, NULL, NULL, merged_into, NULL, NULL, NULL, NULL, NULL "
+    "FROM patient WHERE {patients}"
+)
+
+
+def registration_lookup(
+    conn: Connection, ids: Iterable[str], unique_ids: Iterable[str], patient_ids: Iterable[str]
+) -> RegistrationLookup:
+    """Registered objects by id and by uniqueId, and the patient table's rows for ``patient_ids``:
+    one statement (a UNION ALL) for the few dozen values of a usual submission, chunked lookups
+    (:func:`find_by_ids`, :func:`find_by_unique_ids`) beyond :data:`CHUNK` values."""
+    wanted_ids, wanted_uids, wanted_pids = sorted(set(ids)), sorted(set(unique_ids)), sorted(set(patient_ids))
+    if len(wanted_ids) + len(wanted_uids) + len(wanted_pids) > CHUNK:
+        return RegistrationLookup(
+            find_by_ids(conn, wanted_ids),
+            find_by_unique_ids(conn, wanted_uids),
+            patient_rows(conn, wanted_pids),
+        )
+    style = dbapi.flavor(conn)
+    sql = (
+        _LOOKUP_OBJECTS.format(
+            ids=style.in_list("ro.id", len(wanted_ids)),
+            unique_ids=style.in_list("ro.unique_id", len(wanted_uids)),
+        )
+        + " UNION ALL "
+        + _LOOKUP_PATIENTS.format(patients=style.in_list("patient_id", len(wanted_pids)))
+    )
+    params = [*style.in_params(wanted_ids), *style.in_params(wanted_uids), *style.in_params(wanted_pids)]
+    with dbapi.cursor(conn) as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    id_set, uid_set = set(wanted_ids), set(wanted_uids)
+    by_id: dict[str, StoredObject] = {}
+    by_unique: list[tuple[int, StoredObject]] = []
+    patients: dict[str, str | None] = {}
+    for tag, oid, kind, lid, status, pid, uid, object_type, hash_, size, seq in rows:
+        if tag == "P":
+            patients[oid] = pid
+            continue
+        obj = StoredObject(oid, kind, lid, status, pid, uid, object_type, hash_, size)
+        if oid in id_set:
+            by_id[oid] = obj
+        if uid in uid_set:
+            by_unique.append((seq, obj))
+    by_unique_id: dict[str, list[StoredObject]] = {}
+    for _, obj in sorted(by_unique, key=lambda pair: pair[0]):
+        by_unique_id.setdefault(obj.unique_id or "", []).append(obj)
+    return RegistrationLookup(by_id, by_unique_id, patients)
+
+
+def patient_rows(conn: Connection, patient_ids: Iterable[str]) -> dict[str, str | None]:
+    """patient ID -> merged_into for the ``patient_ids`` the patient table holds."""
+    p = patient
+    found: dict[str, str | None] = {}
+    for batch in chunks(sorted(set(patient_ids))):
+        for row in conn.execute(select(p.c.patient_id, p.c.merged_into).where(p.c.patient_id.in_(batch))):
+            found[row.patient_id] = row.merged_into
     return found
 
 
@@ -239,193 +326,34 @@ def folders_containing(conn: Connection, document_ids: Iterable[str]) -> dict[st
 
 
 # ---------------------------------------------------------------------------------------------
-# Index rows of each object kind
+# Inserting registered objects
 # ---------------------------------------------------------------------------------------------
-
-#: Coded attributes and the object_code.kind they are indexed under (the [codes] keys of config.CODE_KINDS).
-DOCUMENT_CODE_FIELDS: Final = (
-    ("class_code", "classCode"),
-    ("type_code", "typeCode"),
-    ("format_code", "formatCode"),
-    ("healthcare_facility_type_code", "healthcareFacilityTypeCode"),
-    ("practice_setting_code", "practiceSettingCode"),
-    ("confidentiality_codes", "confidentialityCode"),
-    ("event_codes", "eventCodeList"),
-)
-SUBMISSION_SET_CODE_FIELDS: Final = (("content_type_code", "contentTypeCode"),)
-FOLDER_CODE_FIELDS: Final = (("codes", "folderCodeList"),)
-
-
-def _code_rows(obj: Any, fields: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for attr, kind in fields:
-        value = getattr(obj, attr)
-        codes: tuple[Code, ...] = value if isinstance(value, tuple) else (value,) if value else ()
-        rows.extend(
-            {"object_id": obj.entry_uuid, "kind": kind, "code": c.code, "scheme": c.scheme} for c in codes
-        )
-    return rows
-
-
-def _author_rows(obj: DocumentEntry | SubmissionSet) -> list[dict[str, Any]]:
-    persons = dict.fromkeys(a.person for a in obj.authors if a.person)
-    return [{"object_id": obj.entry_uuid, "person": p} for p in persons]
-
-
-@dataclass
-class _Rows:
-    """The rows of one insert batch, per table."""
-
-    tables: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
-
-    def add(self, table: Table, *rows: dict[str, Any]) -> None:
-        self.tables.setdefault(table.name, []).extend(rows)
-
-
-def _base_row(obj: RegistryObject, seq: int) -> dict[str, Any]:
-    return {
-        "id": obj.entry_uuid,
-        "kind": codec.KIND_OF[type(obj)],
-        "lid": getattr(obj, "logical_id", None) or obj.entry_uuid,
-        "version": int(getattr(obj, "version", "1") or 1),
-        "status": obj.status.value,
-        "patient_id": getattr(obj, "patient_id", None),
-        "unique_id": getattr(obj, "unique_id", None),
-        "body": codec.dumps(obj),
-        "seq": seq,
-    }
-
-
-def _document_rows(rows: _Rows, doc: DocumentEntry) -> None:
-    rows.add(
-        document_entry,
-        {
-            "id": doc.entry_uuid,
-            "patient_id": doc.patient_id,
-            "status": doc.status.value,
-            "object_type": doc.object_type.value,
-            "unique_id": doc.unique_id,
-            "creation_time": doc.creation_time,
-            "service_start_time": doc.service_start_time,
-            "service_stop_time": doc.service_stop_time,
-            "repository_unique_id": doc.repository_unique_id,
-            "hash": doc.hash.lower() if doc.hash else None,
-            "size": doc.size,
-            "mime_type": doc.mime_type,
-        },
-    )
-    rows.add(object_code, *_code_rows(doc, DOCUMENT_CODE_FIELDS))
-    rows.add(object_author, *_author_rows(doc))
-    rows.add(
-        object_reference_id,
-        *({"object_id": doc.entry_uuid, "value": v} for v in dict.fromkeys(doc.reference_ids)),
-    )
-
-
-def _submission_set_rows(rows: _Rows, ss: SubmissionSet) -> None:
-    rows.add(
-        submission_set,
-        {
-            "id": ss.entry_uuid,
-            "patient_id": ss.patient_id,
-            "status": ss.status.value,
-            "source_id": ss.source_id,
-            "submission_time": ss.submission_time,
-            "unique_id": ss.unique_id,
-        },
-    )
-    rows.add(object_code, *_code_rows(ss, SUBMISSION_SET_CODE_FIELDS))
-    rows.add(object_author, *_author_rows(ss))
-
-
-def _folder_rows(rows: _Rows, fol: Folder) -> None:
-    rows.add(
-        folder,
-        {
-            "id": fol.entry_uuid,
-            "patient_id": fol.patient_id,
-            "status": fol.status.value,
-            "last_update_time": fol.last_update_time,
-            "unique_id": fol.unique_id,
-        },
-    )
-    rows.add(object_code, *_code_rows(fol, FOLDER_CODE_FIELDS))
-
-
-def _association_rows(rows: _Rows, assoc: Association) -> None:
-    rows.add(
-        association,
-        {
-            "id": assoc.entry_uuid,
-            "type": assoc.association_type.value,
-            "source_id": assoc.source,
-            "target_id": assoc.target,
-            "status": assoc.status.value,
-        },
-    )
-
-
-_INDEXERS: Final[dict[type[Any], Callable[[_Rows, Any], None]]] = {
-    DocumentEntry: _document_rows,
-    SubmissionSet: _submission_set_rows,
-    Folder: _folder_rows,
-    Association: _association_rows,
-}
-
-#: Tables in insert order.
-_TABLES: Final = (
-    registry_object,
-    document_entry,
-    submission_set,
-    folder,
-    association,
-    object_code,
-    object_author,
-    object_reference_id,
-)
-
-
-def _length_problems(rows: _Rows) -> list[Problem]:
-    """Values longer than their column (PostgreSQL would refuse them; SQLite would not): metadata errors."""
-    problems: list[Problem] = []
-    for table in _TABLES:
-        limits = {
-            c.name: c.type.length
-            for c in table.columns
-            if isinstance(c.type, String) and c.type.length is not None
-        }
-        for row in rows.tables.get(table.name, ()):
-            for name, limit in limits.items():
-                value = row.get(name)
-                if isinstance(value, str) and len(value) > limit:
-                    problems.append(
-                        Problem(
-                            ErrorCode.REGISTRY_METADATA_ERROR,
-                            f"{table.name}.{name} of {row.get('id') or row.get('object_id')} is "
-                            f"{len(value)} characters long; the registry stores at most {limit}",
-                            str(row.get("id") or row.get("object_id") or ""),
-                        )
-                    )
-    return problems
 
 
 def insert_objects(conn: Connection, objects: Sequence[RegistryObject], seq: int) -> None:
     """Insert ``objects`` (complete, registry-assigned attributes filled) with their index rows.
 
     Raises XdsError (XDSRegistryMetadataError) before writing anything if a value does not fit
-    its column.
+    its column.  One ``executemany`` per table that gets rows, on the DB-API cursor (see
+    :mod:`xds_hub.registry.dbapi`); on PostgreSQL they are pipelined into one round trip.
     """
-    rows = _Rows()
-    for obj in objects:
-        rows.add(registry_object, _base_row(obj, seq))
-        _INDEXERS[type(obj)](rows, obj)
-    problems = _length_problems(rows)
+    tables = index_rows(objects, seq)
+    problems = length_problems(tables)
     if problems:
         raise XdsError(problems)
-    for table in _TABLES:
-        batch = rows.tables.get(table.name)
-        if batch:
-            conn.execute(table.insert(), batch)
+    style = dbapi.flavor(conn)
+    with dbapi.cursor(conn) as cur:
+        if style is dbapi.POSTGRESQL:
+            with conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+                _execute_inserts(cur, tables, style)
+        else:
+            _execute_inserts(cur, tables, style)
+
+
+def _execute_inserts(cur: Any, tables: dict[Table, list[Row]], style: dbapi.Flavor) -> None:
+    for table, rows in tables.items():
+        if rows:
+            cur.executemany(dbapi.insert_sql(table, COLUMNS[table], style), rows)
 
 
 # ---------------------------------------------------------------------------------------------

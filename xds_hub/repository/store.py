@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 from sqlalchemy import Connection, bindparam, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from xds_hub.registry import dbapi
 from xds_hub.storage.schema import repository_document
 
 #: Look-ups use IN lists of at most this many values (SQLite's host-parameter limit is far above).
@@ -24,12 +25,6 @@ _t = repository_document.c
 _FIND = select(_t.unique_id, _t.repository_unique_id, _t.blob_key, _t.hash, _t.size, _t.mime_type).where(
     _t.unique_id.in_(bindparam("ids", expanding=True))
 )
-_INSERT_NEW = {
-    name: dialect.insert(repository_document)
-    .on_conflict_do_nothing(index_elements=["unique_id"])
-    .returning(_t.unique_id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,31 +44,51 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _IN_CHUNK]
 
 
+#: The columns of a new row, in the order of the values of :func:`_row`.
+_COLUMNS = ("unique_id", "repository_unique_id", "blob_key", "hash", "size", "mime_type", "created")
+#: Rows per INSERT statement (7 values each; well under SQLite's host-parameter limit).
+_INSERT_CHUNK = 100
+
+
+@cache
+def _insert_sql(style: dbapi.Flavor, rows: int) -> str:
+    one = "(" + ", ".join([style.param] * len(_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO {repository_document.name} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * rows)} "
+        "ON CONFLICT (unique_id) DO NOTHING RETURNING unique_id"
+    )
+
+
 def insert_documents(conn: Connection, docs: Sequence[StoredDocument]) -> set[str]:
     """Add ``docs`` (inside the caller's write transaction); returns the uniqueIds inserted.
 
-    A uniqueId the repository already holds is left as it is (and not in the result).
+    A uniqueId the repository already holds is left as it is (and not in the result).  One
+    multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per 100 documents, on the DB-API
+    cursor (see :mod:`xds_hub.registry.dbapi`).
     """
     if not docs:
         return set()
     created = datetime.now(UTC).isoformat()
-    stmt = _INSERT_NEW[conn.dialect.name]
+    style = dbapi.flavor(conn)
     inserted: set[str] = set()
-    for d in docs:  # one statement each: RETURNING with executemany is not portable
-        row = conn.execute(
-            stmt,
-            {
-                "unique_id": d.unique_id,
-                "repository_unique_id": d.repository_unique_id,
-                "blob_key": d.blob_key,
-                "hash": d.hash,
-                "size": d.size,
-                "mime_type": d.mime_type,
-                "created": created,
-            },
-        ).first()
-        if row is not None:
-            inserted.add(row[0])
+    with dbapi.cursor(conn) as cur:
+        for start in range(0, len(docs), _INSERT_CHUNK):
+            batch = docs[start : start + _INSERT_CHUNK]
+            params = [
+                value
+                for d in batch
+                for value in (
+                    d.unique_id,
+                    d.repository_unique_id,
+                    d.blob_key,
+                    d.hash,
+                    d.size,
+                    d.mime_type,
+                    created,
+                )
+            ]
+            cur.execute(_insert_sql(style, len(batch)), params)
+            inserted.update(row[0] for row in cur.fetchall())
     return inserted
 
 
