@@ -37,7 +37,12 @@ def test_pix_client_parse_cx_and_target() -> None:
 
 def test_pix_client_qbp_q23_is_an_iti9_query() -> None:
     msg = hl7v2.parse(qbp_q23(PID, ["1.3.6.1.4.1.21367.13.20.1000", "1.2.3.200"]))
-    assert (msg.message_type, msg.trigger_event, msg.structure, msg.version) == ("QBP", "Q23", "QBP_Q21", "2.5")
+    assert (msg.message_type, msg.trigger_event, msg.structure, msg.version) == (
+        "QBP",
+        "Q23",
+        "QBP_Q21",
+        "2.5",
+    )
     qpd = msg.first("QPD")
     assert qpd is not None
     assert qpd.value(1) == "IHE PIX Query"

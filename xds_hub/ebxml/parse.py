@@ -19,6 +19,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
@@ -66,6 +67,7 @@ _AUTHOR_SLOTS = {s.name: s for s in wire.AUTHOR_SLOTS}
 _INTEGER_RE = re.compile(r"-?[0-9]{1,18}")
 
 
+@cache
 def _rim(local: str) -> str:
     return ns.qn(ns.RIM, local)
 
@@ -76,7 +78,7 @@ def _uri(value: str | None) -> str:
 
 
 def _children(elem: _Element, local: str) -> list[_Element]:
-    return [c for c in elem if c.tag == _rim(local)]
+    return list(elem.iterchildren(_rim(local)))
 
 
 @dataclass

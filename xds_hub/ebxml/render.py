@@ -12,9 +12,11 @@ object id, the attribute and an index, so the same object always renders to the 
 from __future__ import annotations
 
 import base64
+import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from hashlib import sha1
+from typing import Literal, TypeVar
 from urllib.parse import quote
 
 from lxml import etree
@@ -45,38 +47,66 @@ from xds_hub.domain.vocabulary import (
 from xds_hub.ebxml import wire
 from xds_hub.errors import Problem, Severity
 
+_K = TypeVar("_K")
+
 _Element = etree._Element
 ReturnType = Literal["LeafClass", "ObjectRef"]
 
 #: Namespace of the uuid5 ids given to Classification / ExternalIdentifier elements.
 _ID_NAMESPACE = uuid.UUID("6f1d52c4-3b0e-5b8a-9c7e-2a7e1c0b8d11")
+_ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 
 _RIM_MAP = {"rim": ns.RIM}
+
+_SubElement = etree.SubElement
 
 
 def _rim(local: str) -> str:
     return ns.qn(ns.RIM, local)
 
 
+# Tags, computed once (a query response renders about 90 elements per DocumentEntry).
+_SLOT = _rim("Slot")
+_VALUE_LIST = _rim("ValueList")
+_VALUE = _rim("Value")
+_NAME = _rim("Name")
+_DESCRIPTION = _rim("Description")
+_LOCALIZED_STRING = _rim("LocalizedString")
+_VERSION_INFO = _rim("VersionInfo")
+_CLASSIFICATION = _rim("Classification")
+_EXTERNAL_IDENTIFIER = _rim("ExternalIdentifier")
+_EXTRINSIC_OBJECT = _rim("ExtrinsicObject")
+_REGISTRY_PACKAGE = _rim("RegistryPackage")
+_REGISTRY_OBJECT_LIST = _rim("RegistryObjectList")
+_ASSOCIATION = _rim("Association")
+_OBJECT_REF = _rim("ObjectRef")
+
+
+#: The variant nibble of RFC 4122 (binary 10xx) for each hex digit of the hash at that place.
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def child_id(object_id: str, role: str, index: int = 0) -> str:
-    """Deterministic id of a Classification / ExternalIdentifier of ``object_id``."""
-    return f"urn:uuid:{uuid.uuid5(_ID_NAMESPACE, f'{object_id}|{role}|{index}')}"
+    """Deterministic id of a Classification / ExternalIdentifier of ``object_id``: the uuid5 of
+    ``object_id|role|index`` in :data:`_ID_NAMESPACE` (RFC 4122 4.3), without building a uuid.UUID."""
+    h = sha1(_ID_NAMESPACE_BYTES + f"{object_id}|{role}|{index}".encode()).hexdigest()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-def _sub(parent: _Element, local: str, **attrs: str | None) -> _Element:
-    return etree.SubElement(parent, _rim(local), {k: v for k, v in attrs.items() if v is not None})
+def _sub(parent: _Element, tag: str, **attrs: str | None) -> _Element:
+    """A child element of ``parent`` with the attributes that are not None, in the order given."""
+    return _SubElement(parent, tag, {k: v for k, v in attrs.items() if v is not None})
 
 
 def _slot(parent: _Element, name: str, values: Iterable[str]) -> None:
-    slot = _sub(parent, "Slot", name=name)
-    value_list = _sub(slot, "ValueList")
+    value_list = _SubElement(_SubElement(parent, _SLOT, name=name), _VALUE_LIST)
     for value in values:
-        _sub(value_list, "Value").text = value
+        _SubElement(value_list, _VALUE).text = value
 
 
-def _localized(parent: _Element, local: str, value: str | None) -> None:
+def _localized(parent: _Element, tag: str, value: str | None) -> None:
     if value is not None:
-        _sub(_sub(parent, local), "LocalizedString", value=value)
+        _SubElement(_SubElement(parent, tag), _LOCALIZED_STRING, value=value)
 
 
 def _slots(parent: _Element, obj: object, table: Sequence[wire.SlotField], extra: Sequence[Slot]) -> None:
@@ -86,21 +116,93 @@ def _slots(parent: _Element, obj: object, table: Sequence[wire.SlotField], extra
             if value:
                 _slot(parent, spec.name, value)
         elif value is not None:
-            _slot(parent, spec.name, [str(value)])
+            _slot(parent, spec.name, (value if isinstance(value, str) else str(value),))
     for slot in extra:
         _slot(parent, slot.name, slot.values)
 
 
+# ---------------------------------------------------------------------------------------------
+# Templates: the sub-trees that depend on a code, an author or a scheme only are built once (per
+# thread: lxml trees must not be shared between threads) and deep-copied; the copy gets its ids.
+# ---------------------------------------------------------------------------------------------
+
+#: Templates kept per kind and thread before the cache is emptied (codes come from the affinity
+#: domain's value sets, so this is rarely reached).
+_MAX_TEMPLATES = 4096
+
+
+class _Templates(threading.local):
+    def __init__(self) -> None:
+        self.codes: dict[tuple[str, str, str, str], _Element] = {}
+        self.authors: dict[tuple[object, ...], _Element] = {}
+        self.identifiers: dict[tuple[str, str], _Element] = {}
+
+
+_TEMPLATES = _Templates()
+
+
+def _remember(cache: dict[_K, _Element], key: _K, element: _Element) -> _Element:
+    if len(cache) >= _MAX_TEMPLATES:
+        cache.clear()
+    cache[key] = element
+    return element
+
+
+def _classification_template(scheme: str, node_representation: str) -> _Element:
+    """A Classification with empty ``id`` and ``classifiedObject`` (set on each copy)."""
+    attrs = {
+        "id": "",
+        "objectType": wire.CLASSIFICATION_TYPE,
+        "classifiedObject": "",
+        "classificationScheme": scheme,
+        "nodeRepresentation": node_representation,
+    }
+    return etree.Element(_CLASSIFICATION, attrs, nsmap=_RIM_MAP)
+
+
+def _code_template(scheme: str, code: Code) -> _Element:
+    c = _classification_template(scheme, code.code)
+    _slot(c, wire.SLOT_CODING_SCHEME, (code.scheme,))
+    _localized(c, _NAME, code.display or None)
+    return c
+
+
+def _author_template(scheme: str, author: Author) -> _Element:
+    c = _classification_template(scheme, "")
+    _slots(c, author, wire.AUTHOR_SLOTS, ())
+    return c
+
+
+def _identifier_template(scheme: str, label: str) -> _Element:
+    attrs = {
+        "id": "",
+        "objectType": wire.EXTERNAL_IDENTIFIER_TYPE,
+        "registryObject": "",
+        "identificationScheme": scheme,
+        "value": "",
+    }
+    ei = etree.Element(_EXTERNAL_IDENTIFIER, attrs, nsmap=_RIM_MAP)
+    _localized(ei, _NAME, label)
+    return ei
+
+
+def _classified(parent: _Element, template: _Element, obj_id: str, role: str, index: int) -> None:
+    c = template.__copy__()  # (lxml: a deep copy, without copy.deepcopy's memo machinery)
+    c.set("id", child_id(obj_id, role, index))
+    c.set("classifiedObject", obj_id)
+    parent.append(c)
+
+
 def _header(
     parent: _Element,
-    local: str,
+    tag: str,
     obj: DocumentEntry | SubmissionSet | Folder,
     object_type: str,
     for_submission: bool,
 ) -> _Element:
     return _sub(
         parent,
-        local,
+        tag,
         id=obj.entry_uuid,
         home=obj.home_community_id,
         lid=obj.logical_id,
@@ -110,54 +212,57 @@ def _header(
 
 
 def _names(elem: _Element, obj: DocumentEntry | SubmissionSet | Folder, for_submission: bool) -> None:
-    _localized(elem, "Name", obj.title)
-    _localized(elem, "Description", obj.comments)
+    _localized(elem, _NAME, obj.title)
+    _localized(elem, _DESCRIPTION, obj.comments)
     if not for_submission:
-        _sub(elem, "VersionInfo", versionName=obj.version)
-
-
-def _classification(elem: _Element, obj_id: str, role: str, index: int, **attrs: str) -> _Element:
-    return _sub(
-        elem,
-        "Classification",
-        id=child_id(obj_id, role, index),
-        objectType=wire.CLASSIFICATION_TYPE,
-        classifiedObject=obj_id,
-        **attrs,
-    )
+        _SubElement(elem, _VERSION_INFO, versionName=obj.version)
 
 
 def _code(elem: _Element, obj_id: str, scheme: str, code: Code, index: int) -> None:
-    c = _classification(
-        elem, obj_id, scheme, index, classificationScheme=scheme, nodeRepresentation=code.code
-    )
-    _slot(c, wire.SLOT_CODING_SCHEME, [code.scheme])
-    _localized(c, "Name", code.display or None)
+    cache = _TEMPLATES.codes
+    key = (scheme, code.code, code.scheme, code.display)  # (hashing strings, not the dataclass)
+    template = cache.get(key)
+    if template is None:
+        template = _remember(cache, key, _code_template(scheme, code))
+    _classified(elem, template, obj_id, scheme, index)
 
 
 def _authors(elem: _Element, obj_id: str, scheme: str, authors: Sequence[Author]) -> None:
+    cache = _TEMPLATES.authors
     for index, author in enumerate(authors):
-        c = _classification(elem, obj_id, scheme, index, classificationScheme=scheme, nodeRepresentation="")
-        _slots(c, author, wire.AUTHOR_SLOTS, ())
+        key = (scheme, author.person, author.institutions, author.roles, author.specialties, author.telecoms)
+        template = cache.get(key)
+        if template is None:
+            template = _remember(cache, key, _author_template(scheme, author))
+        _classified(elem, template, obj_id, scheme, index)
 
 
 def _node(elem: _Element, obj_id: str, node: str) -> None:
-    _classification(elem, obj_id, node, 0, classificationNode=node)
+    attrs = {
+        "id": child_id(obj_id, node, 0),
+        "objectType": wire.CLASSIFICATION_TYPE,
+        "classifiedObject": obj_id,
+        "classificationNode": node,
+    }
+    _SubElement(elem, _CLASSIFICATION, attrs)
 
 
 def _identifiers(elem: _Element, obj: object, table: Mapping[str, tuple[str, str]]) -> None:
     obj_id = getattr(obj, "entry_uuid")  # noqa: B009
+    cache = _TEMPLATES.identifiers
     for scheme, (fld, label) in table.items():
-        ei = _sub(
-            elem,
-            "ExternalIdentifier",
-            id=child_id(obj_id, scheme),
-            objectType=wire.EXTERNAL_IDENTIFIER_TYPE,
-            registryObject=obj_id,
-            identificationScheme=scheme,
-            value=getattr(obj, fld),
-        )
-        _localized(ei, "Name", label)
+        template = cache.get((scheme, label))
+        if template is None:
+            template = _remember(cache, (scheme, label), _identifier_template(scheme, label))
+        ei = template.__copy__()
+        ei.set("id", child_id(obj_id, scheme))
+        ei.set("registryObject", obj_id)
+        value = getattr(obj, fld)
+        if value is None:  # (not valid metadata; rendered as before, without the attribute)
+            del ei.attrib["value"]
+        else:
+            ei.set("value", value)
+        elem.append(ei)
 
 
 def _code_attrs(elem: _Element, obj: object, single: Mapping[str, str], lists: Mapping[str, str]) -> None:
@@ -175,8 +280,8 @@ def render_document_entry(
     doc: DocumentEntry, parent: _Element | None = None, *, for_submission: bool = False
 ) -> _Element:
     """A DocumentEntry as rim:ExtrinsicObject (ITI TF-3 4.2.3.2, Table 4.2.3.2-1)."""
-    holder = parent if parent is not None else etree.Element(_rim("RegistryObjectList"), nsmap=_RIM_MAP)
-    eo = _header(holder, "ExtrinsicObject", doc, doc.object_type.value, for_submission)
+    holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
+    eo = _header(holder, _EXTRINSIC_OBJECT, doc, doc.object_type.value, for_submission)
     eo.set("mimeType", doc.mime_type)
     _slots(eo, doc, wire.DOCUMENT_SLOTS, doc.extra_slots)
     _names(eo, doc, for_submission)
@@ -192,8 +297,8 @@ def render_submission_set(
     ss: SubmissionSet, parent: _Element | None = None, *, for_submission: bool = False
 ) -> _Element:
     """A SubmissionSet as rim:RegistryPackage with its classification (ITI TF-3 4.2.3.3)."""
-    holder = parent if parent is not None else etree.Element(_rim("RegistryObjectList"), nsmap=_RIM_MAP)
-    rp = _header(holder, "RegistryPackage", ss, ObjectType.REGISTRY_PACKAGE.value, for_submission)
+    holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
+    rp = _header(holder, _REGISTRY_PACKAGE, ss, ObjectType.REGISTRY_PACKAGE.value, for_submission)
     _slots(rp, ss, wire.SUBMISSION_SET_SLOTS, ss.extra_slots)
     _names(rp, ss, for_submission)
     _node(rp, ss.entry_uuid, SUBMISSION_SET_NODE)
@@ -209,8 +314,8 @@ def render_folder(
     folder: Folder, parent: _Element | None = None, *, for_submission: bool = False
 ) -> _Element:
     """A Folder as rim:RegistryPackage with its classification (ITI TF-3 4.2.3.4)."""
-    holder = parent if parent is not None else etree.Element(_rim("RegistryObjectList"), nsmap=_RIM_MAP)
-    rp = _header(holder, "RegistryPackage", folder, ObjectType.REGISTRY_PACKAGE.value, for_submission)
+    holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
+    rp = _header(holder, _REGISTRY_PACKAGE, folder, ObjectType.REGISTRY_PACKAGE.value, for_submission)
     _slots(rp, folder, wire.FOLDER_SLOTS, folder.extra_slots)
     _names(rp, folder, for_submission)
     _node(rp, folder.entry_uuid, FOLDER_NODE)
@@ -225,10 +330,10 @@ def render_association(
     assoc: Association, parent: _Element | None = None, *, for_submission: bool = False
 ) -> _Element:
     """An Association (ITI TF-3 4.2.2), its SubmissionSetStatus slot and documentation classification."""
-    holder = parent if parent is not None else etree.Element(_rim("RegistryObjectList"), nsmap=_RIM_MAP)
+    holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
     a = _sub(
         holder,
-        "Association",
+        _ASSOCIATION,
         id=assoc.entry_uuid,
         home=assoc.home_community_id,
         objectType=ObjectType.ASSOCIATION.value,
@@ -247,8 +352,8 @@ def render_association(
 
 
 def render_object_ref(ref: ObjectRef, parent: _Element | None = None) -> _Element:
-    holder = parent if parent is not None else etree.Element(_rim("RegistryObjectList"), nsmap=_RIM_MAP)
-    return _sub(holder, "ObjectRef", id=ref.id, home=ref.home_community_id)
+    holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
+    return _sub(holder, _OBJECT_REF, id=ref.id, home=ref.home_community_id)
 
 
 def render_object(
@@ -285,7 +390,7 @@ def render_registry_object_list(
     objects: Iterable[RegistryObject | ObjectRef], return_type: ReturnType = "LeafClass"
 ) -> _Element:
     """rim:RegistryObjectList of full objects (LeafClass) or of rim:ObjectRef (ITI TF-2 3.18.4.1.2.1)."""
-    holder = etree.Element(_rim("RegistryObjectList"), nsmap=_RIM_MAP)
+    holder = etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
     return _fill_list(holder, objects, return_type, for_submission=False)
 
 
@@ -326,7 +431,7 @@ def render_adhoc_query_response(
     )
     resp.set("status", status.value)
     _error_list(resp, problems)
-    _fill_list(etree.SubElement(resp, _rim("RegistryObjectList")), objects, return_type, for_submission=False)
+    _fill_list(_SubElement(resp, _REGISTRY_OBJECT_LIST), objects, return_type, for_submission=False)
     return resp
 
 
@@ -337,7 +442,7 @@ def _submission_objects(sub: Submission) -> list[RegistryObject | ObjectRef]:
 def render_submit_objects_request(sub: Submission) -> _Element:
     """lcm:SubmitObjectsRequest of an ITI-42 Register Document Set-b (ITI TF-2 3.42.4.1.2)."""
     req = etree.Element(ns.qn(ns.LCM, "SubmitObjectsRequest"), nsmap={"lcm": ns.LCM, "rim": ns.RIM})
-    _fill_list(etree.SubElement(req, _rim("RegistryObjectList")), _submission_objects(sub), "LeafClass", True)
+    _fill_list(_SubElement(req, _REGISTRY_OBJECT_LIST), _submission_objects(sub), "LeafClass", True)
     return req
 
 
@@ -367,7 +472,7 @@ def render_remove_objects_request(refs: Iterable[ObjectRef | str]) -> _Element:
     """lcm:RemoveObjectsRequest of Delete Document Set [ITI-62] (ITI TF-2 3.62.4.1.2): the objects to
     remove as rim:ObjectRef in an rim:ObjectRefList, deletionScope left at its default (DeleteAll)."""
     req = etree.Element(ns.qn(ns.LCM, "RemoveObjectsRequest"), nsmap={"lcm": ns.LCM, "rim": ns.RIM})
-    holder = etree.SubElement(req, _rim("ObjectRefList"))
+    holder = _SubElement(req, _rim("ObjectRefList"))
     for ref in refs:
         render_object_ref(ref if isinstance(ref, ObjectRef) else ObjectRef(ref), holder)
     return req

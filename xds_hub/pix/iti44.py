@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lxml import etree
-from sqlalchemy.exc import DBAPIError
 
 from xds_hub.config import Settings
 from xds_hub.domain.vocabulary import SoapAction
@@ -24,6 +23,7 @@ from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode
 from xds_hub.log import get_logger
 from xds_hub.pix import v3
 from xds_hub.pix.model import Demographics, FeedEvent, FeedKind, RawId
+from xds_hub.pix.store import database_errors
 from xds_hub.pix.xref import CrossReference
 from xds_hub.soap.types import SoapRequest, SoapResponse
 from xds_hub.storage.db import write_transaction
@@ -112,7 +112,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
             apply(conn, event)
     except Hl7Error as exc:
         failure = exc
-    except DBAPIError:
+    except database_errors(stores.engine):
         log.exception("ITI-44 feed could not be stored")
         failure = Hl7Error.one(
             Hl7ErrorCode.APPLICATION_INTERNAL_ERROR,

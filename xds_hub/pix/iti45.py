@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 
 from lxml import etree
-from sqlalchemy.exc import DBAPIError
 
 from xds_hub.config import Settings
 from xds_hub.domain.vocabulary import SoapAction
@@ -26,6 +25,7 @@ from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode
 from xds_hub.log import get_logger
 from xds_hub.pix import v3
 from xds_hub.pix.model import PixAnswer, PixQuery, RawId, Where
+from xds_hub.pix.store import database_errors
 from xds_hub.pix.v3 import V
 from xds_hub.pix.xref import CrossReference
 from xds_hub.soap.types import SoapRequest, SoapResponse
@@ -98,7 +98,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
             answer = CrossReference(settings.domain).query(conn, query)
     except Hl7Error as exc:
         failure = exc
-    except DBAPIError:
+    except database_errors(stores.engine):
         log.exception("ITI-45 query failed")
         failure = Hl7Error.one(
             Hl7ErrorCode.APPLICATION_INTERNAL_ERROR,

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from xds_hub.pix.tables import pix_identity, pix_notification, pix_person
 from xds_hub.storage.schema import patient
@@ -25,6 +26,12 @@ _OUTBOX = pix_notification.name
 _PATIENT = patient.name
 
 Key = tuple[str, str]  # (authority, value)
+
+
+def database_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    """What a failing database raises here: SQLAlchemy's wrapper and the driver's own DB-API
+    errors (the statements below run on the driver directly)."""
+    return (DBAPIError, engine.dialect.loaded_dbapi.Error)
 
 
 class PixSql:

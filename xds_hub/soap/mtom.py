@@ -17,6 +17,7 @@ attachment from the blob store, so the HTTP response needs no chunked encoding.
 from __future__ import annotations
 
 import binascii
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,10 @@ class MediaType:
         return self.params.get(name)
 
 
+_NAME_RUN = re.compile(r"[^=;]*")
+_QUOTED_RUN = re.compile(r'[^"\\]*')
+
+
 def parse_media_type(value: str) -> MediaType:
     """Parse a Content-Type header value (RFC 9110 8.3.1: quoted strings with backslash escapes)."""
     mime, _, rest = value.partition(";")
@@ -83,10 +88,9 @@ def parse_media_type(value: str) -> MediaType:
     while i < n:
         while i < n and rest[i] in " \t;":
             i += 1
-        start = i
-        while i < n and rest[i] not in "=;":
-            i += 1
-        name = rest[start:i].strip().lower()
+        end = _NAME_RUN.match(rest, i).end()  # type: ignore[union-attr]  # (always matches)
+        name = rest[i:end].strip().lower()
+        i = end
         if i >= n or rest[i] == ";":
             continue
         i += 1  # "="
@@ -95,20 +99,20 @@ def parse_media_type(value: str) -> MediaType:
         if i < n and rest[i] == '"':
             i += 1
             chars: list[str] = []
-            while i < n and rest[i] != '"':
-                if rest[i] == "\\" and i + 1 < n:
-                    i += 1
-                chars.append(rest[i])
-                i += 1
-            i += 1  # closing quote
+            while i < n:
+                end = _QUOTED_RUN.match(rest, i).end()  # type: ignore[union-attr]
+                chars.append(rest[i:end])
+                i = end
+                if i >= n or rest[i] == '"':
+                    break
+                chars.append(rest[i + 1] if i + 1 < n else rest[i])  # a backslash escapes the next one
+                i += 2
             val = "".join(chars)
-            while i < n and rest[i] != ";":
-                i += 1
+            semicolon = rest.find(";", i + 1)  # anything between the closing quote and ";" is dropped
         else:
-            start = i
-            while i < n and rest[i] != ";":
-                i += 1
-            val = rest[start:i].strip()
+            semicolon = rest.find(";", i)
+            val = rest[i : n if semicolon < 0 else semicolon].strip()
+        i = n if semicolon < 0 else semicolon
         if name:
             params.setdefault(name, val)
     return MediaType(mime.strip().lower(), params)

@@ -28,8 +28,29 @@ KINDS: dict[str, type[Any]] = {
 KIND_OF: dict[type[Any], str] = {cls: kind for kind, cls in KINDS.items()}
 
 
+#: Marks a field without a default in :func:`_field_defaults`.
+_REQUIRED: Any = object()
+
+
+@cache
+def _field_defaults(cls: type[Any]) -> tuple[tuple[str, Any], ...]:
+    """(name, default) of each field of the dataclass ``cls``; a default_factory is called once."""
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out.append((f.name, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            out.append((f.name, f.default_factory()))
+        else:
+            out.append((f.name, _REQUIRED))
+    return tuple(out)
+
+
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool:
+        return value
+    if hasattr(kind, "__dataclass_fields__"):  # a dataclass instance
         return _encode_fields(value)
     if isinstance(value, Enum):
         return value.value
@@ -41,20 +62,22 @@ def _plain(value: Any) -> Any:
 
 
 def _encode_fields(obj: Any) -> dict[str, Any]:
+    """The fields of ``obj`` that differ from their defaults, as JSON-ready values."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else dataclasses.MISSING
-        if default is not dataclasses.MISSING and value == default:
+    for name, default in _field_defaults(type(obj)):  # type: ignore[arg-type]
+        value = getattr(obj, name)
+        if default is not _REQUIRED and value == default:
             continue
-        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
-            continue
-        out[f.name] = _plain(value)
+        out[name] = _plain(value)
     return out
 
 
+#: One encoder for every body (compact separators, UTF-8 kept as is).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(_encode_fields(obj), separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(_encode_fields(obj))
 
 
 @cache

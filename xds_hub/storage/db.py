@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 
 #: The advisory lock key that serialises registry writers on PostgreSQL.
 REGISTRY_LOCK = 0x5844_5348  # "XDSH"
@@ -56,7 +57,15 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+        # Straight on the DB-API connection: this runs for every transaction, and SQLAlchemy's
+        # statement machinery cost more than the BEGIN itself.  Errors are SQLAlchemy's still.
+        begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+        dbapi_conn = conn.connection.dbapi_connection
+        assert dbapi_conn is not None
+        try:
+            dbapi_conn.execute(begin)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(begin, None, exc, conn.dialect.loaded_dbapi.Error) from exc
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -2,14 +2,17 @@
 
 Layout: ``<root>/<k[0:2]>/<k[2:4]>/<k>`` with ``k`` the SHA-256 of the content; in-progress
 writes go to ``<root>/tmp`` and are renamed into place after an fsync (then the directory is
-fsynced), so a blob is either whole under its key or absent.
+fsynced), so a blob is either whole under its key or absent.  A fan-out directory created for a
+blob is fsynced into its parent before the blob is renamed into it, so the path to a blob that
+:meth:`FsBlobWriter.finish` returned survives a crash as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import tempfile
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -18,8 +21,11 @@ from xds_hub.storage.ports import BlobInfo
 
 CHUNK = 1024 * 1024
 
+_KEY = re.compile(r"[0-9a-f]{64}")
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
-def _fsync_dir(path: Path) -> None:
+
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -27,21 +33,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs(path: str) -> None:
+    """Create ``path`` and missing parents, fsyncing the parent of each directory created."""
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        _make_dirs(parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    _fsync_dir(parent)
+
+
 class FsBlobWriter:
     def __init__(self, store: FsBlobStore) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp, prefix="w-")
-        self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=0)
-        self._path = Path(name)
+        while True:
+            name = os.path.join(store.tmp_dir, f"w-{os.urandom(8).hex()}")
+            try:
+                self._fd: int | None = os.open(name, _TMP_FLAGS, 0o600)
+                break
+            except FileExistsError:  # 64 random bits: practically never
+                continue
+        self._name = name
         self._sha1 = hashlib.sha1()
         self._sha256 = hashlib.sha256()
         self._size = 0
         self._info: BlobInfo | None = None
 
     def write(self, data: bytes) -> None:
-        if self._file is None:
+        if self._fd is None:
             raise ValueError("blob writer is closed")
-        self._file.write(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
         self._sha1.update(data)
         self._sha256.update(data)
         self._size += len(data)
@@ -49,31 +74,37 @@ class FsBlobWriter:
     def finish(self) -> BlobInfo:
         if self._info is not None:
             return self._info
-        if self._file is None:
+        if self._fd is None:
             raise ValueError("blob writer was aborted")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         key = self._sha256.hexdigest()
-        final = self._store.path(key)
-        if final.exists():
+        folder = os.path.join(self._store.root_dir, key[:2], key[2:4])
+        final = os.path.join(folder, key)
+        if os.path.exists(final):
             # Same content already stored: keep the existing file, refresh its time (sweep grace).
-            self._path.unlink(missing_ok=True)
+            os.unlink(self._name)
             os.utime(final)
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._path, final)
-            _fsync_dir(final.parent)
+            try:
+                os.replace(self._name, final)
+            except FileNotFoundError:  # the fan-out directory does not exist yet
+                _make_dirs(folder)
+                os.replace(self._name, final)
+            _fsync_dir(folder)
         self._info = BlobInfo(key=key, sha1=self._sha1.hexdigest(), size=self._size)
         return self._info
 
     def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._info is None:
-            self._path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._name)
 
 
 class FsBlobStore:
@@ -81,9 +112,11 @@ class FsBlobStore:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.root_dir = str(root)
+        self.tmp_dir = str(self.tmp)
 
     def path(self, key: str) -> Path:
-        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+        if _KEY.fullmatch(key) is None:
             raise FileNotFoundError(f"no blob {key!r}")
         return self.root / key[:2] / key[2:4] / key
 
@@ -97,10 +130,9 @@ class FsBlobStore:
         return self.path(key).stat().st_size
 
     def exists(self, key: str) -> bool:
-        try:
-            return self.path(key).is_file()
-        except FileNotFoundError:
+        if _KEY.fullmatch(key) is None:
             return False
+        return os.path.isfile(os.path.join(self.root_dir, key[:2], key[2:4], key))
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
