@@ -41,7 +41,7 @@ from xds_hub.storage.fs import FsBlobStore
 FAULTS_LOG_ENV = "XDS_FAULTS_LOG"
 
 
-def record_fault(area: str, case: str, expected: str, observed: str, survived: bool = True) -> None:
+def record_fault(area: str, case: str, expected: str, observed: str, as_expected: bool = True) -> None:
     """Append one tried bad input / injected fault and its outcome to ``$XDS_FAULTS_LOG`` (if set)."""
     path = os.environ.get(FAULTS_LOG_ENV)
     if not path:
@@ -51,7 +51,7 @@ def record_fault(area: str, case: str, expected: str, observed: str, survived: b
         "case": case,
         "expected": expected,
         "observed": observed,
-        "survived": survived,
+        "as_expected": as_expected,
         "backend": os.environ.get("XDS_FAULTS_BACKEND", ""),
     }
     with open(path, "a", encoding="utf-8") as out:

@@ -296,10 +296,13 @@ def _parse_pix(raw: Mapping[str, Any], base: PixSettings) -> PixSettings:
     allocation = str(raw.get("allocation", base.allocation))
     if allocation not in PIX_ALLOCATION_POLICIES:
         raise ConfigError(f"pix.allocation must be one of {', '.join(PIX_ALLOCATION_POLICIES)}")
+    id_prefix = str(raw.get("id_prefix", base.id_prefix))
+    if not all(c.isascii() and (c.isalnum() or c in "._-") for c in id_prefix):
+        raise ConfigError("pix.id_prefix may only hold ASCII letters, digits, '.', '_' and '-'")
     subscribers = raw.get("subscriber")
     return PixSettings(
         allocation=allocation,
-        id_prefix=str(raw.get("id_prefix", base.id_prefix)),
+        id_prefix=id_prefix,
         application=str(raw.get("application", base.application)),
         facility=str(raw.get("facility", base.facility)),
         namespaces=_str_map(raw.get("namespaces", dict(base.namespaces)), "pix.namespaces"),

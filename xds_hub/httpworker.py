@@ -23,6 +23,9 @@ HTTP listener.  This worker therefore
 - waits :data:`FIRST_BYTE_WAIT` (gunicorn: 5 s) for the first byte of a new connection before
   leaving it to the poller, so a flood of idle connections cannot queue ahead of real requests.
 
+(TLS: the handshake still runs in a worker thread, bounded by the handshake timeout of
+:mod:`xds_hub.security.tls`.)
+
 A client that reads its response too slowly is not limited here (a reverse proxy with response
 buffering is the remedy if that matters).
 """
@@ -120,11 +123,13 @@ class _Watched:
         self.body_bytes = 0
 
     def overdue(self, now: float) -> str | None:
+        """Why the client should be cut off now (only while the thread waits for its body)."""
         since = self.reading_since
-        current = now - since if since is not None else 0.0
-        if current > IDLE_TIMEOUT:
+        if since is None:
+            return None
+        if now - since > IDLE_TIMEOUT:
             return "request body stalled"
-        waited = self.waited + current
+        waited = self.waited + (now - since)
         if waited > BODY_GRACE and self.body_bytes < MIN_BODY_RATE * waited:
             return "request body too slow"
         return None
@@ -133,7 +138,6 @@ class _Watched:
 class HubWorker(ThreadWorker):  # type: ignore[misc]
     def init_process(self) -> Any:
         util.write_error = write_fault
-        gthread.DEFAULT_WORKER_DATA_TIMEOUT = FIRST_BYTE_WAIT
         self._watched: dict[int, _Watched] = {}
         self._watch_lock = threading.Lock()
         threading.Thread(target=self._watchdog, name="xds-hub-slow-clients", daemon=True).start()
@@ -175,8 +179,9 @@ class HubWorker(ThreadWorker):  # type: ignore[misc]
                     data = sock.recv(65536)
                 except _WOULD_BLOCK:
                     break
-                if not data:
-                    return False  # the client hung up mid-head
+                if not data:  # the client hung up (or half-closed): answer what has a whole head
+                    whole = buffer.getvalue()
+                    return b"\r\n\r\n" in whole or b"\n\n" in whole
                 buffer.seek(0, os.SEEK_END)
                 buffer.write(data)
                 if _request_ready(buffer.getvalue()):

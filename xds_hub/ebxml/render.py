@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha1
 from typing import Literal, TypeVar
 from urllib.parse import quote
@@ -48,6 +48,7 @@ from xds_hub.ebxml import wire
 from xds_hub.errors import Problem, Severity
 
 _K = TypeVar("_K")
+_V = TypeVar("_V")
 
 _Element = etree._Element
 ReturnType = Literal["LeafClass", "ObjectRef"]
@@ -59,6 +60,8 @@ _ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 _RIM_MAP = {"rim": ns.RIM}
 
 _SubElement = etree.SubElement
+#: A deep copy of an element (lxml's own; copy.deepcopy would add its memo machinery per call).
+_clone: Callable[[_Element], _Element] = etree._Element.__copy__  # type: ignore[attr-defined]
 
 
 def _rim(local: str) -> str:
@@ -110,15 +113,24 @@ def _localized(parent: _Element, tag: str, value: str | None) -> None:
 
 
 def _slots(parent: _Element, obj: object, table: Sequence[wire.SlotField], extra: Sequence[Slot]) -> None:
+    for name, values in _slot_values(obj, table, extra):
+        _slot(parent, name, values)
+
+
+def _slot_values(
+    obj: object, table: Sequence[wire.SlotField], extra: Sequence[Slot]
+) -> list[tuple[str, Sequence[str]]]:
+    """The Slots of ``obj`` in rendering order: (name, values), leaving out absent attributes."""
+    out: list[tuple[str, Sequence[str]]] = []
     for spec in table:
         value = getattr(obj, spec.field)
         if spec.multi:
             if value:
-                _slot(parent, spec.name, value)
+                out.append((spec.name, value))
         elif value is not None:
-            _slot(parent, spec.name, (value if isinstance(value, str) else str(value),))
-    for slot in extra:
-        _slot(parent, slot.name, slot.values)
+            out.append((spec.name, (value if isinstance(value, str) else str(value),)))
+    out.extend((slot.name, slot.values) for slot in extra)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,18 +142,23 @@ def _slots(parent: _Element, obj: object, table: Sequence[wire.SlotField], extra
 #: domain's value sets, so this is rarely reached).
 _MAX_TEMPLATES = 4096
 
+#: A shape template and, for each of its variable nodes in document order, the attribute that
+#: takes the value (None: the node's text).
+_Shape = tuple[_Element, tuple[str | None, ...]]
+
 
 class _Templates(threading.local):
     def __init__(self) -> None:
         self.codes: dict[tuple[str, str, str, str], _Element] = {}
         self.authors: dict[tuple[object, ...], _Element] = {}
         self.identifiers: dict[tuple[str, str], _Element] = {}
+        self.shapes: dict[tuple[object, ...], _Shape] = {}
 
 
 _TEMPLATES = _Templates()
 
 
-def _remember(cache: dict[_K, _Element], key: _K, element: _Element) -> _Element:
+def _remember(cache: dict[_K, _V], key: _K, element: _V) -> _V:
     if len(cache) >= _MAX_TEMPLATES:
         cache.clear()
     cache[key] = element
@@ -187,35 +204,87 @@ def _identifier_template(scheme: str, label: str) -> _Element:
 
 
 def _classified(parent: _Element, template: _Element, obj_id: str, role: str, index: int) -> None:
-    c = template.__copy__()  # (lxml: a deep copy, without copy.deepcopy's memo machinery)
+    c = _clone(template)
     c.set("id", child_id(obj_id, role, index))
     c.set("classifiedObject", obj_id)
     parent.append(c)
 
 
-def _header(
-    parent: _Element,
+def _shape_template(
+    tag: str,
+    attrs: Sequence[str],
+    slots: Sequence[tuple[str, int]],
+    title: bool,
+    comments: bool,
+    version: bool,
+) -> _Shape:
+    """An object element with ``attrs`` (empty), Slots of that many (empty) Values, Name,
+    Description and VersionInfo: what the variable nodes' values fill in on each copy."""
+    el = etree.Element(tag, dict.fromkeys(attrs, ""), nsmap=_RIM_MAP)
+    kinds: list[str | None] = []
+    for name, count in slots:
+        _slot(el, name, ("",) * count)
+        kinds.extend([None] * count)
+    for present, tag_ in ((title, _NAME), (comments, _DESCRIPTION)):
+        if present:
+            _localized(el, tag_, "")
+            kinds.append("value")
+    if version:
+        _SubElement(el, _VERSION_INFO, versionName="")
+        kinds.append("versionName")
+    return el, tuple(kinds)
+
+
+def _registry_object(
+    holder: _Element,
     tag: str,
     obj: DocumentEntry | SubmissionSet | Folder,
     object_type: str,
+    slot_table: Sequence[wire.SlotField],
     for_submission: bool,
+    mime_type: str | None = None,
 ) -> _Element:
-    return _sub(
-        parent,
-        tag,
-        id=obj.entry_uuid,
-        home=obj.home_community_id,
-        lid=obj.logical_id,
-        objectType=object_type,
-        status=None if for_submission else obj.status.value,
-    )
-
-
-def _names(elem: _Element, obj: DocumentEntry | SubmissionSet | Folder, for_submission: bool) -> None:
-    _localized(elem, _NAME, obj.title)
-    _localized(elem, _DESCRIPTION, obj.comments)
+    """The object's element with its attributes, Slots, Name, Description and VersionInfo (the
+    ebRIM order), copied from a template of its shape: one lxml call instead of ~30 here."""
+    attrs = {
+        "id": obj.entry_uuid,
+        "home": obj.home_community_id,
+        "lid": obj.logical_id,
+        "objectType": object_type,
+        "status": None if for_submission else obj.status.value,
+        "mimeType": mime_type,
+    }
+    present = {k: v for k, v in attrs.items() if v is not None}
+    slots = _slot_values(obj, slot_table, obj.extra_slots)
+    title, comments = obj.title, obj.comments
+    names = tuple(present)
+    counts = tuple((name, len(values)) for name, values in slots)
+    key = (tag, names, counts, title is not None, comments is not None, not for_submission)
+    cache = _TEMPLATES.shapes
+    shape = cache.get(key)
+    if shape is None:
+        shape = _shape_template(
+            tag, names, counts, title is not None, comments is not None, not for_submission
+        )
+        _remember(cache, key, shape)
+    template, kinds = shape
+    el = _clone(template)
+    for name, value in present.items():
+        el.set(name, value)
+    texts = [value for _, values in slots for value in values]
+    if title is not None:
+        texts.append(title)
+    if comments is not None:
+        texts.append(comments)
     if not for_submission:
-        _SubElement(elem, _VERSION_INFO, versionName=obj.version)
+        texts.append(obj.version)
+    for node, text, kind in zip(el.iter(_VALUE, _LOCALIZED_STRING, _VERSION_INFO), texts, kinds, strict=True):
+        if kind is None:
+            node.text = text
+        else:
+            node.set(kind, text)
+    holder.append(el)
+    return el
 
 
 def _code(elem: _Element, obj_id: str, scheme: str, code: Code, index: int) -> None:
@@ -254,7 +323,7 @@ def _identifiers(elem: _Element, obj: object, table: Mapping[str, tuple[str, str
         template = cache.get((scheme, label))
         if template is None:
             template = _remember(cache, (scheme, label), _identifier_template(scheme, label))
-        ei = template.__copy__()
+        ei = _clone(template)
         ei.set("id", child_id(obj_id, scheme))
         ei.set("registryObject", obj_id)
         value = getattr(obj, fld)
@@ -281,10 +350,15 @@ def render_document_entry(
 ) -> _Element:
     """A DocumentEntry as rim:ExtrinsicObject (ITI TF-3 4.2.3.2, Table 4.2.3.2-1)."""
     holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
-    eo = _header(holder, _EXTRINSIC_OBJECT, doc, doc.object_type.value, for_submission)
-    eo.set("mimeType", doc.mime_type)
-    _slots(eo, doc, wire.DOCUMENT_SLOTS, doc.extra_slots)
-    _names(eo, doc, for_submission)
+    eo = _registry_object(
+        holder,
+        _EXTRINSIC_OBJECT,
+        doc,
+        doc.object_type.value,
+        wire.DOCUMENT_SLOTS,
+        for_submission,
+        doc.mime_type,
+    )
     _authors(eo, doc.entry_uuid, DocumentEntryScheme.AUTHOR, doc.authors)
     _code_attrs(eo, doc, wire.DOCUMENT_CODES, wire.DOCUMENT_CODE_LISTS)
     if doc.limited_metadata:
@@ -298,9 +372,14 @@ def render_submission_set(
 ) -> _Element:
     """A SubmissionSet as rim:RegistryPackage with its classification (ITI TF-3 4.2.3.3)."""
     holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
-    rp = _header(holder, _REGISTRY_PACKAGE, ss, ObjectType.REGISTRY_PACKAGE.value, for_submission)
-    _slots(rp, ss, wire.SUBMISSION_SET_SLOTS, ss.extra_slots)
-    _names(rp, ss, for_submission)
+    rp = _registry_object(
+        holder,
+        _REGISTRY_PACKAGE,
+        ss,
+        ObjectType.REGISTRY_PACKAGE.value,
+        wire.SUBMISSION_SET_SLOTS,
+        for_submission,
+    )
     _node(rp, ss.entry_uuid, SUBMISSION_SET_NODE)
     _authors(rp, ss.entry_uuid, SubmissionSetScheme.AUTHOR, ss.authors)
     _code_attrs(rp, ss, wire.SUBMISSION_SET_CODES, {})
@@ -315,9 +394,14 @@ def render_folder(
 ) -> _Element:
     """A Folder as rim:RegistryPackage with its classification (ITI TF-3 4.2.3.4)."""
     holder = parent if parent is not None else etree.Element(_REGISTRY_OBJECT_LIST, nsmap=_RIM_MAP)
-    rp = _header(holder, _REGISTRY_PACKAGE, folder, ObjectType.REGISTRY_PACKAGE.value, for_submission)
-    _slots(rp, folder, wire.FOLDER_SLOTS, folder.extra_slots)
-    _names(rp, folder, for_submission)
+    rp = _registry_object(
+        holder,
+        _REGISTRY_PACKAGE,
+        folder,
+        ObjectType.REGISTRY_PACKAGE.value,
+        wire.FOLDER_SLOTS,
+        for_submission,
+    )
     _node(rp, folder.entry_uuid, FOLDER_NODE)
     _code_attrs(rp, folder, {}, wire.FOLDER_CODE_LISTS)
     if folder.limited_metadata:

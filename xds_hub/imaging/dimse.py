@@ -1,4 +1,4 @@
-"""The hub's DICOM listener (the only module that imports pynetdicom).
+"""The hub's DICOM listener (with :mod:`.dicomnet`, the only modules that import pynetdicom).
 
 Services, as an SCP on ``settings.dicom_port`` with AE title ``settings.ae_title``:
 
@@ -12,6 +12,11 @@ The calling AE title says which member establishment is talking; an AE title tha
 establishment lists is rejected at association (A-ASSOCIATE-RJ, "calling AE title not
 recognised", PS3.8 9.3.4).  Every connection has TCP_NODELAY set.  A handler's exception becomes
 a failure status, never a dropped association (pynetdicom turns it into one).
+
+Each association runs on :class:`.dicomnet.FastDUL` (no polling; C-STORE-RQs served straight from
+the received PDUs, without pynetdicom's message decoding and dispatch) and on
+:class:`_LowLatencyAssociation` (a reactor that blocks on its queue); both end up in
+:meth:`DicomActor.store`.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from pynetdicom.association import Association
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from xds_hub.errors import ParseError
-from xds_hub.imaging import files
+from xds_hub.imaging import dicomnet, files
 from xds_hub.imaging.ingest import Ingest
 from xds_hub.imaging.query import KEYS, UNIQUE_KEY, Level, Query, StoredInstance, instances, level_of, search
 from xds_hub.imaging.status import Status
@@ -63,10 +68,6 @@ STORAGE_TRANSFER_SYNTAXES: tuple[UID, ...] = (
     ),
 )
 
-#: How long the acceptor loop waits for a DIMSE message before its other checks (seconds).
-_REACTOR_WAIT = 0.001
-#: How long pynetdicom's DUL thread sleeps when it finds nothing to do (its default is 1 ms).
-_DUL_IDLE_DELAY = 0.0001
 #: Largest P-DATA PDU the hub accepts (peers send up to this; bigger PDUs mean less per-PDU work).
 MAX_PDU = 4 * 1024 * 1024
 
@@ -100,9 +101,10 @@ class _LowLatencyAssociation(Association):
     """An acceptor association whose reactor wakes when a DIMSE message arrives.
 
     pynetdicom's acceptor loop sleeps 1 ms between looks at its message queue, which costs each
-    C-STORE up to that much latency; here the loop blocks on the queue itself (with the same
-    1 ms bound for noticing a release, an abort or a time-out), so a request is served as soon as
-    its last PDU is decoded.  The checks per turn are those of pynetdicom's loop.
+    request up to that much latency; here the loop blocks on the queue itself, and the DUL
+    (:class:`.dicomnet.FastDUL`) puts a wake-up on that queue with every release or abort
+    indication, so the bound (:data:`.dicomnet.REACTOR_WAIT`) only paces the time-out checks.
+    The checks per turn are those of pynetdicom's loop.
     """
 
     def _run_reactor(self) -> None:
@@ -112,7 +114,7 @@ class _LowLatencyAssociation(Association):
             self._reactor_checkpoint.wait()  # a send_*() from another thread may pause us
             self._is_paused = False
             try:
-                context_id, msg = self.dimse.msg_queue.get(timeout=_REACTOR_WAIT)
+                context_id, msg = self.dimse.msg_queue.get(timeout=dicomnet.REACTOR_WAIT)
             except queue.Empty:
                 context_id, msg = None, None
             if msg is not None and context_id is not None:
@@ -139,17 +141,20 @@ class _LowLatencyAssociation(Association):
                 return
 
 
-class _RequestHandler(RequestHandler):
-    """Creates low-latency acceptor associations (see :class:`_LowLatencyAssociation`)."""
+def _request_handler(store: dicomnet.StoreHandler) -> type[RequestHandler]:
+    """A request handler class creating low-latency acceptor associations that store by ``store``."""
 
-    def _create_association(self) -> Association:
-        assoc = super()._create_association()
-        assoc.__class__ = _LowLatencyAssociation
-        assoc.dul._run_loop_delay = _DUL_IDLE_DELAY
-        return assoc
+    class _RequestHandler(RequestHandler):
+        def _create_association(self) -> Association:
+            assoc = super()._create_association()
+            assoc.__class__ = _LowLatencyAssociation
+            dicomnet.install(assoc, store)
+            return assoc
+
+    return _RequestHandler
 
 
-def _failure(status: Status, comment: str) -> Dataset:
+def _failure(status: int, comment: str) -> Dataset:
     ds = Dataset()
     ds.Status = int(status)
     ds.ErrorComment = comment[:64]  # LO
@@ -224,7 +229,7 @@ class DicomActor:
             (self.settings.host, self.settings.dicom_port),
             evt_handlers=self.handlers(),
             server_class=ThreadedAssociationServer,
-            request_handler=_RequestHandler,
+            request_handler=_request_handler(self.store),
         )
         thread = threading.Thread(target=server.serve_forever, name="xds-hub-dicom", daemon=True)
         thread.start()
@@ -253,20 +258,38 @@ class DicomActor:
 
     # ----------------------------------------------------------------------------- C-STORE
 
+    def store(
+        self,
+        calling_ae: str,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax: str,
+        dataset: bytes | memoryview,
+    ) -> tuple[int, str]:
+        """C-STORE SCP (PS3.4 B.2.3): (status, error comment); Success only once the instance is durable."""
+        outcome = self.ingest.store(
+            calling_ae=calling_ae,
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            transfer_syntax=transfer_syntax,
+            dataset=dataset,
+        )
+        return int(outcome.status), outcome.comment
+
     def on_store(self, event: Any) -> int | Dataset:
-        """C-STORE SCP (PS3.4 B.2.3): Success only once the instance is durable."""
+        """EVT_C_STORE: the C-STORE-RQs that the fast path of :mod:`.dicomnet` leaves to pynetdicom."""
         req = event.request
         with req.DataSet.getbuffer() as view:
-            outcome = self.ingest.store(
-                calling_ae=event.assoc.requestor.ae_title,
-                sop_class_uid=str(req.AffectedSOPClassUID),
-                sop_instance_uid=str(req.AffectedSOPInstanceUID),
-                transfer_syntax=str(event.context.transfer_syntax),
-                dataset=view,
+            status, comment = self.store(
+                str(event.assoc.requestor.ae_title),
+                str(req.AffectedSOPClassUID),
+                str(req.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+                view,
             )
-        if outcome.status is Status.SUCCESS:
+        if status == Status.SUCCESS:
             return int(Status.SUCCESS)
-        return _failure(outcome.status, outcome.comment)
+        return _failure(status, comment)
 
     # ----------------------------------------------------------------------------- C-FIND
 

@@ -36,6 +36,43 @@ FieldValue: TypeAlias = str | Repetition | list[Repetition]
 EMPTY_NAME: list[Repetition] = [("",), ("", "", "", "", "", "", "S")]
 
 
+def _light(base: Any, level: int) -> Any:
+    """A python-hl7 container class whose constructor skips the generic checks (the parser and
+    the builders below always pass consistent separators); behaviour is otherwise the library's."""
+
+    def __init__(
+        self: Any,
+        separator: Any = None,
+        sequence: Any = (),
+        esc: str = "\\",
+        separators: str = SEPARATORS,
+        factory: Any = None,
+    ) -> None:
+        list.__init__(self, sequence)
+        self.separator = separators[level]
+        self.esc = esc
+        self.separators = separators
+        self.factory = factory
+
+    return type(base.__name__, (base,), {"__init__": __init__, "__slots__": ()})
+
+
+class Factory(hl7.Factory):  # type: ignore[misc]
+    """python-hl7's container factory with lighter constructors (the library's extension point)."""
+
+    create_message = _light(hl7.Message, 0)
+    create_segment = _light(hl7.Segment, 1)
+    create_field = _light(hl7.Field, 2)
+    create_repetition = _light(hl7.Repetition, 3)
+    create_component = _light(hl7.Component, 4)
+
+
+_Message = Factory.create_message
+_Segment = Factory.create_segment
+_Field = Factory.create_field
+_Repetition = Factory.create_repetition
+_Component = Factory.create_component
+
 #: Plain list indexing (python-hl7 containers override ``__getitem__`` with slower logic).
 _get = list.__getitem__
 
@@ -145,7 +182,7 @@ def parse(text: str, segments: frozenset[str] | None = None) -> V2Message:
         lines = text.split("\r")
         text = "\r".join([lines[0], *(line for line in lines[1:] if line[:3] in segments)])
     try:
-        raw = hl7.parse(text)
+        raw = hl7.parse(text, factory=Factory)
     except Exception as exc:  # python-hl7 raises ParseException, IndexError, ... on bad input
         raise ParseError(f"not a readable HL7 v2 message: {exc}") from exc
     if not isinstance(raw, hl7.Message) or len(raw) == 0:
@@ -192,42 +229,42 @@ class Raw(str):
 
 def _component(value: Component) -> Any:
     if isinstance(value, tuple):
-        return hl7.Component(separators=SEPARATORS, sequence=[escape(v) for v in value])
+        return _Component(sequence=[escape(v) for v in value])
     return escape(value)
 
 
 def _repetition(value: Repetition) -> Any:
-    return hl7.Repetition(separators=SEPARATORS, sequence=[_component(c) for c in value])
+    return _Repetition(sequence=[_component(c) for c in value])
 
 
 def _field(value: FieldValue) -> Any:
     if isinstance(value, Raw):
-        return hl7.Field(separators=SEPARATORS, sequence=[str(value)])
+        return _Field(sequence=[str(value)])
     if isinstance(value, str):
-        return hl7.Field(separators=SEPARATORS, sequence=[escape(value)])
+        return _Field(sequence=[escape(value)])
     if isinstance(value, tuple):
-        return hl7.Field(separators=SEPARATORS, sequence=[_repetition(value)])
-    return hl7.Field(separators=SEPARATORS, sequence=[_repetition(r) for r in value])
+        return _Field(sequence=[_repetition(value)])
+    return _Field(sequence=[_repetition(r) for r in value])
 
 
 def segment(segment_id: str, *fields: FieldValue) -> Any:
     """A segment; for MSH, ``fields`` start at MSH-3 (MSH-1 and MSH-2 are the standard ones)."""
-    seq: list[Any] = [hl7.Field(separators=SEPARATORS, sequence=[segment_id])]
+    seq: list[Any] = [_Field(sequence=[segment_id])]
     if segment_id == "MSH":
         seq += [
-            hl7.Field(separators=SEPARATORS, sequence=["|"]),
-            hl7.Field(separators=SEPARATORS, sequence=[ENCODING_CHARACTERS]),
+            _Field(sequence=["|"]),
+            _Field(sequence=[ENCODING_CHARACTERS]),
         ]
     seq += [_field(f) for f in fields]
     # Trailing empty fields are not sent (HL7 2.5 2.5.3).
     while len(seq) > 1 and str(seq[-1]) == "":
         seq.pop()
-    return hl7.Segment(separators=SEPARATORS, sequence=seq)
+    return _Segment(sequence=seq)
 
 
 def render(segments: Iterable[Any]) -> str:
     """The text of a message made of ``segments`` (each ends with CR)."""
-    return str(hl7.Message(separators=SEPARATORS, sequence=list(segments)))
+    return str(_Message(sequence=list(segments)))
 
 
 def timestamp(now: datetime | None = None) -> str:

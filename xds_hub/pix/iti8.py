@@ -43,6 +43,12 @@ WRITES = True
 class FeedRequest:
     events: tuple[FeedEvent, ...]
 
+    @property
+    def needs_savepoint(self) -> bool:
+        """A merge, or several events, may be refused after a first write (a single add/update is
+        refused before any: :meth:`~xds_hub.pix.xref.CrossReference.feed`)."""
+        return len(self.events) > 1 or self.events[0].kind is FeedKind.MERGE
+
 
 def cx_list(seg: Segment, field: int, segment_no: int = 1) -> list[RawId]:
     """The identifiers of a CX field (PID-3, MRG-1), with their ERR locations."""

@@ -170,7 +170,14 @@ def _run(engine: Engine, items: list[_Item], xref: CrossReference) -> None:
                 except Hl7Error as exc:
                     item.result = exc
                 continue
-            # A savepoint per feed (plain SQL: SQLAlchemy's begin_nested costs more than the feed).
+            if not getattr(item.request, "needs_savepoint", True):
+                try:  # refused before its first write: nothing to undo
+                    item.result = item.tx.execute(conn, item.request, xref)
+                except Hl7Error as exc:
+                    item.result = exc
+                continue
+            # A savepoint for a feed that may be refused half-way (plain SQL: cheaper than
+            # SQLAlchemy's begin_nested, and the feed's statements run on the driver anyway).
             cursor.execute("SAVEPOINT pix_message")
             try:
                 item.result = item.tx.execute(conn, item.request, xref)

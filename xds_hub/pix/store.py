@@ -76,6 +76,21 @@ class PixSql:
         )
         return [(str(r[0]), str(r[1])) for r in cur.fetchall()]
 
+    def aliases(self, conn: Connection, key: Key) -> tuple[bool, str | None, list[Key]]:
+        """(known, merged_into, active identifiers of its person) of one identifier, in one query."""
+        p = self.p
+        cur = self.cursor(conn)
+        cur.execute(
+            f"SELECT q.merged_into, m.authority, m.value FROM {_ID} q "
+            f"LEFT JOIN {_ID} m ON m.person_id = q.person_id AND m.merged_into IS NULL "
+            f"WHERE q.authority = {p} AND q.value = {p}",
+            key,
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return False, None, []
+        return True, rows[0][0], [(str(r[1]), str(r[2])) for r in rows if r[1] is not None]
+
     def new_person(self, conn: Connection, now: str) -> int:
         cur = self.cursor(conn)
         cur.execute(f"INSERT INTO {_PERSON} (created) VALUES ({self.p}) RETURNING id", (now,))
@@ -95,6 +110,20 @@ class PixSql:
             cur.execute(sql, rows[0])
         else:
             cur.executemany(sql, rows)
+
+    def insert_new(self, conn: Connection, rows: Sequence[tuple[str, str, int, str | None, str]]) -> set[Key]:
+        """Insert identifiers that may already exist; the keys actually inserted (one statement)."""
+        if not rows:
+            return set()
+        p = self.p
+        values = ", ".join([f"({p}, {p}, {p}, NULL, {p}, {p})"] * len(rows))
+        cur = self.cursor(conn)
+        cur.execute(
+            f"INSERT INTO {_ID} (authority, value, person_id, merged_into, demographics, updated) "
+            f"VALUES {values} ON CONFLICT DO NOTHING RETURNING authority, value",
+            [x for row in rows for x in row],
+        )
+        return {(str(r[0]), str(r[1])) for r in cur.fetchall()}
 
     def demographics(self, conn: Connection, keys: Sequence[Key], demographics: str, now: str) -> None:
         p = self.p

@@ -25,6 +25,7 @@ notification per subscriber (:mod:`xds_hub.pix.iti10`) in the same transaction.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 
 from xds_hub.config import AffinityDomain
-from xds_hub.errors import Hl7Error, Hl7ErrorCode, Hl7Problem, XdsError
+from xds_hub.errors import ConfigError, Hl7Error, Hl7ErrorCode, Hl7Problem, XdsError
 from xds_hub.pix import iti10
 from xds_hub.pix.model import (
     Demographics,
@@ -52,6 +53,8 @@ from xds_hub.registry.patients import check_affinity_patient_id
 from xds_hub.registry.register import merge_patient
 
 E = Hl7ErrorCode
+#: The OIDs the registry accepts as an affinity domain (xds_hub.registry.patients).
+_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,10 @@ class CrossReference:
         ]
         self._rank = {a: i for i, a in reversed(list(enumerate(order)))}
         self._sql_by_dialect: dict[str, PixSql] = {}
+        if not _OID.fullmatch(domain.assigning_authority):
+            raise ConfigError(
+                f"affinity_domain.assigning_authority {domain.assigning_authority!r} is not an OID"
+            )
 
     # -----------------------------------------------------------------------------------------
     # Domains and identifiers
@@ -197,14 +204,19 @@ class CrossReference:
     def _new_person(self, conn: Connection, now: str) -> int:
         return self._sql(conn).new_person(conn, now)
 
-    def _allocate(self, conn: Connection, person_id: int) -> Identifier:
-        """A fresh affinity-domain ID numbered after the person (ITI TF-1 5.2: the hub as the
-        affinity domain's identity source when ``allocation = "allocate"``)."""
+    def _insert_allocating(
+        self, conn: Connection, rows: list[tuple[str, str, int, str | None, str]], person_id: int, now: str
+    ) -> Identifier:
+        """Insert ``rows`` (new identifiers) with a fresh affinity-domain ID numbered after the
+        person (ITI TF-1 5.2: the hub as the affinity domain's identity source when ``allocation =
+        "allocate"``); in the unlikely case the regional source fed that very ID, a suffix is added."""
         base = f"{self.pix.id_prefix}{person_id}"
         candidate, n = Identifier(self.domain.assigning_authority, base), 1
-        while self._load(conn, [candidate]):
+        inserted = self._sql(conn).insert_new(conn, [*rows, self._row(candidate, person_id, now)])
+        while (candidate.authority, candidate.value) not in inserted:
             n += 1
             candidate = Identifier(self.domain.assigning_authority, f"{base}-{n}")
+            inserted = self._sql(conn).insert_new(conn, [self._row(candidate, person_id, now)])
         return candidate
 
     @staticmethod
@@ -216,12 +228,16 @@ class CrossReference:
     def _insert(self, conn: Connection, rows: list[tuple[str, str, int, str | None, str]]) -> None:
         self._sql(conn).insert(conn, rows)
 
-    def _register(self, conn: Connection, ident: Identifier, where: Where, now: str) -> None:
-        """Make an affinity-domain ID known to the registry (its ``patient`` table)."""
+    def _check_affinity(self, ident: Identifier, where: Where) -> None:
+        """The registry's form of an affinity-domain ID (``ID^^^&OID&ISO``); 102 otherwise."""
         try:
             check_affinity_patient_id(ident.cx, self.domain)
         except XdsError as exc:
             raise Hl7Error.one(E.DATA_TYPE_ERROR, str(exc), where.id) from exc
+
+    def _register(self, conn: Connection, ident: Identifier, where: Where, now: str) -> None:
+        """Make an affinity-domain ID known to the registry (its ``patient`` table)."""
+        self._check_affinity(ident, where)
         self._sql(conn).add_patient(conn, ident.cx, now)
 
     def _notify(self, conn: Connection, person_id: int, now: str) -> int:
@@ -234,7 +250,11 @@ class CrossReference:
     # -----------------------------------------------------------------------------------------
 
     def feed(self, conn: Connection, event: FeedEvent) -> FeedOutcome:
-        """Record and link a patient identity feed (ITI-8 A01/A04/A05/A08; ITI-44 add/revise)."""
+        """Record and link a patient identity feed (ITI-8 A01/A04/A05/A08; ITI-44 add/revise).
+
+        Every check comes before the first write: a refused feed (Hl7Error) has changed nothing,
+        so a batch of feeds needs no savepoint per message.
+        """
         now = _now()
         fed = self._resolve_all(event.ids, event.source, own=True)
         fed += [
@@ -282,6 +302,8 @@ class CrossReference:
                 f"{fed_affinity[1].ident.label})",
                 fed_affinity[1].where.id,
             )
+        for f in fed_affinity:  # a refused feed must refuse before its first write
+            self._check_affinity(f.ident, f.where)
         members: list[Identifier] = []
         if persons:
             person_id = persons[0]
@@ -304,10 +326,11 @@ class CrossReference:
             (f.ident, f.where) for f in new if self.kind(f.ident.authority) is DomainKind.AFFINITY
         ]
         if not fed_affinity and not self._affinity_ids(members) and self.pix.allocation == "allocate":
-            allocated = self._allocate(conn, person_id)
-            insert_rows.append(self._row(allocated, person_id, now))
+            allocated = self._insert_allocating(conn, insert_rows, person_id, now)
             affinity_new.append((allocated, Where()))
-        self._insert(conn, insert_rows)
+            insert_rows.append(self._row(allocated, person_id, now))
+        else:
+            self._insert(conn, insert_rows)
         known_own = [f.ident for f in fed if f.own and f.ident in rows]
         if known_own and demographics is not None:
             self._update_demographics(conn, known_own, demographics, now)
@@ -360,8 +383,7 @@ class CrossReference:
             person_id = self._merge_pair(conn, old, target, event.demographics, now)
         members = self.members(conn, person_id)
         if not self._affinity_ids(members) and self.pix.allocation == "allocate":
-            allocated = self._allocate(conn, person_id)
-            self._insert(conn, [self._row(allocated, person_id, now)])
+            allocated = self._insert_allocating(conn, [], person_id, now)
             self._register(conn, allocated, Where(), now)
             members = self.members(conn, person_id)
         sent = self._notify(conn, person_id, now)
@@ -455,23 +477,22 @@ class CrossReference:
                 wanted.append(self.authority(d, source))
             except Hl7Error as exc:
                 problems.extend(exc.problems)
-        if ident is not None and not problems:
-            row = self._load(conn, [ident]).get(ident)
-            if row is None or row.merged_into is not None:
-                problems.append(
-                    Hl7Problem(
-                        E.UNKNOWN_KEY_IDENTIFIER,
-                        f"{ident.label} is not known to the PIX Manager"
-                        + (f" (merged into {row.merged_into})" if row is not None else ""),
-                        q.id.where.id,
-                    )
-                )
-        if problems:
+        if problems or ident is None:
             raise Hl7Error(problems)
-        assert ident is not None and row is not None
-        found = [
-            m
-            for m in self.members(conn, row.person_id)
-            if m != ident and (not wanted or m.authority in wanted)
-        ]
+        known, merged_into, members = self._sql(conn).aliases(conn, (ident.authority, ident.value))
+        if not known or merged_into is not None:
+            raise Hl7Error.one(
+                E.UNKNOWN_KEY_IDENTIFIER,
+                f"{ident.label} is not known to the PIX Manager"
+                + (f" (merged into {merged_into})" if merged_into else ""),
+                q.id.where.id,
+            )
+        found = sorted(
+            (
+                m
+                for m in (Identifier(a, v) for a, v in members)
+                if m != ident and (not wanted or m.authority in wanted)
+            ),
+            key=self.sort_key,
+        )
         return PixAnswer(QueryStatus.OK if found else QueryStatus.NF, tuple(found))
