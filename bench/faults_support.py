@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from pynetdicom.dsutils import decode, encode
 from sqlalchemy import Engine, func, select
 
 from xds_hub.storage.fs import FsBlobStore
+from xds_hub.storage.ports import BlobStore
 
 # ---------------------------------------------------------------------------------------------
 # The fault log
@@ -72,7 +74,7 @@ class HubState:
     tmp_files: int
 
 
-def hub_state(engine: Engine, blobs: FsBlobStore) -> HubState:
+def hub_state(engine: Engine, blobs: BlobStore) -> HubState:
     from xds_hub.imaging.tables import dicom_instance, dicom_series, dicom_study, imaging_manifest
     from xds_hub.pix.tables import pix_identity, pix_person
     from xds_hub.storage.schema import registry_object, repository_document
@@ -93,7 +95,8 @@ def hub_state(engine: Engine, blobs: FsBlobStore) -> HubState:
             for name, table in tables.items()
         }
     committed = sum(1 for _ in blobs.iter_keys(older_than=float("inf")))
-    return HubState(rows=rows, blobs=committed, tmp_files=sum(1 for _ in blobs.tmp.iterdir()))
+    tmp_files = sum(1 for _ in blobs.tmp.iterdir()) if isinstance(blobs, FsBlobStore) else 0
+    return HubState(rows=rows, blobs=committed, tmp_files=tmp_files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,8 +117,10 @@ def _item(kind: int, payload: bytes) -> bytes:
 
 def associate_rq(calling: str, called: str, abstract_syntax: str, context_id: int = 1) -> bytes:
     """An A-ASSOCIATE-RQ PDU proposing one presentation context (Explicit VR Little Endian)."""
-    context = bytes([context_id, 0, 0, 0]) + _item(0x30, abstract_syntax.encode()) + _item(
-        0x40, EXPLICIT_VR_LE.encode()
+    context = (
+        bytes([context_id, 0, 0, 0])
+        + _item(0x30, abstract_syntax.encode())
+        + _item(0x40, EXPLICIT_VR_LE.encode())
     )
     user = _item(0x51, struct.pack(">I", 16384)) + _item(0x52, IMPLEMENTATION_UID.encode())
     variable = _item(0x10, APPLICATION_CONTEXT.encode()) + _item(0x20, context) + _item(0x50, user)
@@ -227,10 +232,8 @@ class RawDicom:
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,15 +276,24 @@ class PrivatePostgres:
 
     def init(self) -> PrivatePostgres:
         self._run(
-            str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-            "-E", "UTF8", "--no-sync",
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
         )
         return self
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w",
-                  "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -314,10 +326,8 @@ class PrivatePostgres:
 
     def destroy(self) -> None:
         if self.running():
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):
                 self.stop("immediate")
-            except subprocess.CalledProcessError:
-                pass
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

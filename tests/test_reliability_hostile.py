@@ -61,7 +61,6 @@ from xds_hub.client.soap import build_envelope
 from xds_hub.client.xds import XdsClient
 from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.ebxml.render import render_provide_and_register
-from xds_hub.errors import ErrorCode
 from xds_hub.pix.mllp import frame
 from xds_hub.storage.stores import Stores
 
@@ -116,6 +115,12 @@ def target(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             drop_pg_database(hub.db_url)
 
 
+def once(t: Target) -> None:
+    """Cases that only exercise a listener (not the database) run on one backend."""
+    if t.backend != "sqlite":
+        pytest.skip("listener-level case: run on the SQLite hub only")
+
+
 XDS_TABLES = ("registry_object", "repository_document")
 DICOM_TABLES = ("dicom_study", "dicom_series", "dicom_instance")
 PIX_TABLES = ("pix_person", "pix_identity")
@@ -132,18 +137,24 @@ def good_iti41(t: Target) -> None:
 def iti41_envelope(t: Target, size: int = 200) -> bytes:
     """A well-formed ITI-41 envelope with one inline document (the vehicle of the XML attacks)."""
     sub, contents = submission_for(t.pid, [os.urandom(size)], mime_type="application/octet-stream")
-    return build_envelope(SoapAction.ITI41, t.hub.url("/xds/repository"), render_provide_and_register(sub, contents))
+    return build_envelope(
+        SoapAction.ITI41, t.hub.url("/xds/repository"), render_provide_and_register(sub, contents)
+    )
 
 
 def iti41_mtom(t: Target, sizes: tuple[int, ...] = (5000,)) -> tuple[str, bytes, str]:
     """(Content-Type, body, boundary) of a well-formed ITI-41 MTOM request."""
-    sub, contents = submission_for(t.pid, [os.urandom(n) for n in sizes], mime_type="application/octet-stream")
+    sub, contents = submission_for(
+        t.pid, [os.urandom(n) for n in sizes], mime_type="application/octet-stream"
+    )
     refs: dict[str, str | bytes] = {}
     parts = []
     for i, (entry, data) in enumerate(contents.items()):
         refs[entry] = f"doc{i}@hostile"
         parts.append(OutgoingPart(f"doc{i}@hostile", "application/octet-stream", data=data))
-    envelope = build_envelope(SoapAction.ITI41, t.hub.url("/xds/repository"), render_provide_and_register(sub, refs))
+    envelope = build_envelope(
+        SoapAction.ITI41, t.hub.url("/xds/repository"), render_provide_and_register(sub, refs)
+    )
     body = MultipartBody(envelope, parts, boundary=f"B{uuid.uuid4().hex}")
     return body.content_type(SoapAction.ITI41), b"".join(iter(lambda: body.read(1 << 20), b"")), body.boundary
 
@@ -215,12 +226,17 @@ def _with_doctype(envelope: bytes, subset: str, reference: str) -> bytes:
     marker = b"<rim:Value>"
     at = body.index(marker) + len(marker)
     body = body[:at] + reference.encode() + body[at:]
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE soap:Envelope ' + subset.encode() + b">\n" + body
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE soap:Envelope ' + subset.encode() + b">\n" + body
+    )
 
 
-LAUGHS = "[" + '<!ENTITY l0 "lol">' + "".join(
-    f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10)
-) + "]"
+LAUGHS = (
+    "["
+    + '<!ENTITY l0 "lol">'
+    + "".join(f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+    + "]"
+)
 
 
 def _xml_cases(secret: Path, bait: str) -> dict[str, Callable[[bytes], bytes]]:
@@ -228,12 +244,18 @@ def _xml_cases(secret: Path, bait: str) -> dict[str, Callable[[bytes], bytes]]:
     return {
         "xxe-local-file": lambda e: _with_doctype(e, f'[<!ENTITY x SYSTEM "file://{secret}">]', "&x;"),
         "xxe-http-url": lambda e: _with_doctype(e, f'[<!ENTITY x SYSTEM "{bait}/entity">]', "&x;"),
-        "xxe-parameter-entity": lambda e: _with_doctype(e, f'[<!ENTITY % p SYSTEM "{bait}/param"> %p;]', "&leak;"),
+        "xxe-parameter-entity": lambda e: _with_doctype(
+            e, f'[<!ENTITY % p SYSTEM "{bait}/param"> %p;]', "&leak;"
+        ),
         "external-dtd": lambda e: _with_doctype(e, f'SYSTEM "{bait}/ext.dtd"', ""),
         "billion-laughs": lambda e: _with_doctype(e, LAUGHS, "&l9;"),
         "quadratic-blowup": lambda e: _with_doctype(e, f'[<!ENTITY big "{big}">]', "&big;" * 20_000),
-        "deep-nesting": lambda e: e.replace(b"<soap:Header>", b"<soap:Header>" + b"<d>" * 10_000 + b"</d>" * 10_000),
-        "huge-attribute": lambda e: e.replace(b"<soap:Header>", b'<soap:Header><h a="' + b"A" * 11_000_000 + b'"/>'),
+        "deep-nesting": lambda e: e.replace(
+            b"<soap:Header>", b"<soap:Header>" + b"<d>" * 10_000 + b"</d>" * 10_000
+        ),
+        "huge-attribute": lambda e: e.replace(
+            b"<soap:Header>", b'<soap:Header><h a="' + b"A" * 11_000_000 + b'"/>'
+        ),
         "processing-instruction": lambda e: e.replace(b"<soap:Header>", b"<soap:Header><?evil x?>"),
     }
 
@@ -265,20 +287,23 @@ def test_hostile_xml_is_a_sender_fault_reads_nothing_and_stores_nothing(
     assert took < 20, f"{case}: {took:.1f} s"
     target.assert_unchanged(before, XDS_TABLES, case)
     good_iti41(target)
-    record_fault("XML (ITI-41, ITI-18, ITI-44 endpoints)", case, "HTTP 400 soap:Sender, nothing fetched",
-                 f"400 soap:Sender: {replies['/xds/repository'].reason[:90]}")
+    record_fault(
+        "XML (ITI-41, ITI-18, ITI-44 endpoints)",
+        case,
+        "HTTP 400 soap:Sender, nothing fetched",
+        f"400 soap:Sender: {replies['/xds/repository'].reason[:90]}",
+    )
 
 
-@pytest.mark.parametrize(
-    ("case", "count"), [("10k-slots", 10_000), ("1M-empty-header-elements", 1_000_000)]
-)
+@pytest.mark.parametrize(("case", "count"), [("10k-slots", 10_000), ("1M-empty-header-elements", 1_000_000)])
 def test_hostile_xml_floods_within_the_limits_are_answered_in_bounded_time(
     target: Target, case: str, count: int
 ) -> None:
     envelope = iti41_envelope(target)
     if case == "10k-slots":
         slots = b"".join(
-            b'<rim:Slot name="urn:test:s%d"><rim:ValueList><rim:Value>v</rim:Value></rim:ValueList></rim:Slot>' % i
+            b'<rim:Slot name="urn:test:s%d"><rim:ValueList>' % i
+            + b"<rim:Value>v</rim:Value></rim:ValueList></rim:Slot>"
             for i in range(count)
         )
         at = envelope.index(b"<rim:Slot")
@@ -290,8 +315,12 @@ def test_hostile_xml_floods_within_the_limits_are_answered_in_bounded_time(
     took = time.monotonic() - started
     assert (a.http, a.status, a.codes) == (200, "Success", []), a
     assert took < 60, f"{case}: {took:.1f} s"
-    record_fault("XML (ITI-41)", f"{case} ({len(data) // 1024} KiB)", "processed in bounded time",
-                 f"Success in {took:.1f} s")
+    record_fault(
+        "XML (ITI-41)",
+        f"{case} ({len(data) // 1024} KiB)",
+        "processed in bounded time",
+        f"Success in {took:.1f} s",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,8 +340,12 @@ def test_hostile_request_over_max_request_bytes_is_413_and_stores_nothing(target
     assert (mtom.http, mtom.fault) == (413, ["soap:Sender"]), mtom
     target.assert_unchanged(before, XDS_TABLES, "max_request_bytes")
     good_iti41(target)
-    record_fault("HTTP size", "request over max_request_bytes (plain, chunked, MTOM)", "HTTP 413 soap:Sender",
-                 f"413 soap:Sender: {a.reason[:80]}")
+    record_fault(
+        "HTTP size",
+        "request over max_request_bytes (plain, chunked, MTOM)",
+        "HTTP 413 soap:Sender",
+        f"413 soap:Sender: {a.reason[:80]}",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,14 +363,27 @@ def _mtom_cases() -> dict[str, Callable[[str, bytes, str], tuple[str, bytes]]]:
     def bad_base64(ctype: str, body: bytes, boundary: str) -> tuple[str, bytes]:
         head = body.index(b"Content-ID: <doc0@hostile>")
         end = body.index(b"\r\n\r\n", head) + 4
-        body = body[:head] + b"Content-Transfer-Encoding: base64\r\n" + body[head:end] + b"!!not base64!!" + body[
-            body.index(b"\r\n--" + boundary.encode(), end):
-        ]
-        return ctype, body.replace(b"Content-Transfer-Encoding: binary\r\nContent-Transfer-Encoding: base64", b"Content-Transfer-Encoding: base64")
+        body = (
+            body[:head]
+            + b"Content-Transfer-Encoding: base64\r\n"
+            + body[head:end]
+            + b"!!not base64!!"
+            + body[body.index(b"\r\n--" + boundary.encode(), end) :]
+        )
+        return ctype, body.replace(
+            b"Content-Transfer-Encoding: binary\r\nContent-Transfer-Encoding: base64",
+            b"Content-Transfer-Encoding: base64",
+        )
 
     return {
         "wrong boundary parameter": lambda c, b, bd: (c.replace(bd, bd + "X"), b),
-        "garbled delimiter": lambda c, b, bd: (c, b.replace(b"--" + bd.encode() + b"\r\nContent-Type: application/octet", b"--" + bd[:-3].encode() + b"\r\nContent-Type: application/octet")),
+        "garbled delimiter": lambda c, b, bd: (
+            c,
+            b.replace(
+                b"--" + bd.encode() + b"\r\nContent-Type: application/octet",
+                b"--" + bd[:-3].encode() + b"\r\nContent-Type: application/octet",
+            ),
+        ),
         "no close delimiter": lambda c, b, bd: (c, b[: b.rindex(b"\r\n--" + bd.encode())]),
         "missing XOP part": missing_part,
         "invalid base64 part": bad_base64,
@@ -355,12 +401,15 @@ def test_hostile_broken_mtom_is_a_sender_fault_and_stores_nothing(target: Target
     assert (a.http, a.fault) == (400, ["soap:Sender"]), a
     target.assert_unchanged(before, XDS_TABLES, case)
     good_iti41(target)
-    record_fault("MTOM (ITI-41)", case, "HTTP 400 soap:Sender, no blob kept", f"400 soap:Sender: {a.reason[:90]}")
+    record_fault(
+        "MTOM (ITI-41)", case, "HTTP 400 soap:Sender, no blob kept", f"400 soap:Sender: {a.reason[:90]}"
+    )
 
 
 def _raw_request(port: int, path: str, ctype: str, length: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\nContent-Length: {length}\r\n\r\n"
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+    head += f"Content-Length: {length}\r\n\r\n"
     sock.sendall(head.encode())
     return sock
 
@@ -409,8 +458,12 @@ def test_hostile_mtom_without_its_epilogue_is_whole_and_accepted(target: Target)
     assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
     assert b"ResponseStatusType:Success" in reply
     assert target.state().rows["repository_document"] == before.rows["repository_document"] + 1
-    record_fault("MTOM (ITI-41)", "Content-Length 1,000 bytes over a complete multipart body",
-                 "whole message accepted", "Success (document whole)")
+    record_fault(
+        "MTOM (ITI-41)",
+        "Content-Length 1,000 bytes over a complete multipart body",
+        "whole message accepted",
+        "Success (document whole)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,14 +472,15 @@ def test_hostile_mtom_without_its_epilogue_is_whole_and_accepted(target: Target)
 
 SLOW_HEADS = {
     "partial request head": b"POST /xds/repository HTTP/1.1\r\nHost: x\r\n",
-    "partial small body": b"POST /xds/repository HTTP/1.1\r\nHost: x\r\nContent-Type: application/soap+xml\r\n"
-    b"Content-Length: 100000\r\n\r\n<soap:Env",
+    "partial small body": b"POST /xds/repository HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Type: application/soap+xml\r\nContent-Length: 100000\r\n\r\n<soap:Env",
     "idle connection": b"",
 }
 
 
 def test_hostile_slow_heads_and_small_bodies_do_not_hold_the_listener(target: Target) -> None:
     """Three times as many slowloris connections as the hub has HTTP threads (2 x 8)."""
+    once(target)
     held: list[socket.socket] = []
     for data in SLOW_HEADS.values():
         for _ in range(48):
@@ -446,16 +500,21 @@ def test_hostile_slow_heads_and_small_bodies_do_not_hold_the_listener(target: Ta
         for sock in held:
             sock.close()
     target.assert_unchanged(expected, XDS_TABLES, "slowloris")
-    record_fault("HTTP slow clients", "48 partial heads + 48 partial small bodies + 48 idle connections held open",
-                 "listener keeps serving", f"healthz + ITI-41 served in {took:.1f} s")
+    record_fault(
+        "HTTP slow clients",
+        "48 partial heads + 48 partial small bodies + 48 idle connections held open",
+        "listener keeps serving",
+        f"healthz + ITI-41 served in {took:.1f} s",
+    )
 
 
 def test_hostile_slow_large_bodies_are_cut_and_the_listener_recovers(target: Target) -> None:
-    """Slow POST: 24 requests announcing 8 MB and sending 1 KB hold threads only until the
+    """Slow POST: 16 requests (as many as HTTP threads) announcing 8 MB and sending 1 KB hold threads only until the
     watchdog's rate limit cuts them (a few seconds), nothing of them is stored."""
+    once(target)
     ctype, body, _ = iti41_mtom(target, sizes=(8_000_000,))
     held = []
-    for _ in range(24):
+    for _ in range(16):
         sock = _raw_request(target.hub.http_port, "/xds/repository", ctype, len(body))
         sock.sendall(body[:1024])
         held.append(sock)
@@ -464,15 +523,19 @@ def test_hostile_slow_large_bodies_are_cut_and_the_listener_recovers(target: Tar
         good_iti41(target)
         took = time.monotonic() - started
         expected = target.state()
-        assert took < 45, f"ITI-41 took {took:.1f} s behind 24 slow POSTs"
+        assert took < 45, f"ITI-41 took {took:.1f} s behind 16 slow POSTs"
         cut = [_cut_by_server(sock, 30) for sock in held]
         assert all(cut), f"{cut.count(False)} slow POSTs still open"
     finally:
         for sock in held:
             sock.close()
     target.assert_unchanged(expected, XDS_TABLES, "slow POST")
-    record_fault("HTTP slow clients", "24 slow POSTs (8 MB announced, 1 KB sent)",
-                 "cut by the server, listener keeps serving", f"ITI-41 served in {took:.1f} s; all 24 cut")
+    record_fault(
+        "HTTP slow clients",
+        "16 slow POSTs (8 MB announced, 1 KB sent)",
+        "cut by the server, listener keeps serving",
+        f"ITI-41 served in {took:.1f} s; all 16 cut",
+    )
 
 
 def _cut_by_server(sock: socket.socket, timeout: float) -> bool:
@@ -510,14 +573,21 @@ def test_hostile_mllp_start_block_without_end_is_dropped(target: Target) -> None
     time.sleep(0.3)
     target.assert_unchanged(expected, PIX_TABLES, "MLLP start block without end")
     _good_feed(target)
-    record_fault("HL7 v2 / MLLP", "start block without end block, then hang-up (and one held open)",
-                 "frame dropped, nothing stored", "dropped; other connections served meanwhile")
+    record_fault(
+        "HL7 v2 / MLLP",
+        "start block without end block, then hang-up (and one held open)",
+        "frame dropped, nothing stored",
+        "dropped; other connections served meanwhile",
+    )
 
 
 @pytest.mark.parametrize(
     ("case", "payload"),
-    [("binary garbage", b"\x00\xff\xfe garbage \x01\x02"), ("no MSH segment", b"PID|1||X\r"),
-     ("MSH only, no fields", b"MSH|")],
+    [
+        ("binary garbage", b"\x00\xff\xfe garbage \x01\x02"),
+        ("no MSH segment", b"PID|1||X\r"),
+        ("MSH only, no fields", b"MSH|"),
+    ],
 )
 def test_hostile_mllp_garbage_frame_gets_ar(target: Target, case: str, payload: bytes) -> None:
     before = target.state()
@@ -546,8 +616,12 @@ def test_hostile_mllp_frame_over_the_limit_closes_only_that_connection(target: T
     assert closed
     target.assert_unchanged(before, PIX_TABLES, "MLLP frame over 4 MiB")
     _good_feed(target)
-    record_fault("HL7 v2 / MLLP", "5 MiB frame (limit 4 MiB)", "connection closed, listener serves",
-                 "connection closed; next feed AA")
+    record_fault(
+        "HL7 v2 / MLLP",
+        "5 MiB frame (limit 4 MiB)",
+        "connection closed, listener serves",
+        "connection closed; next feed AA",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -586,8 +660,20 @@ def test_hostile_dicom_cstore_cut_mid_pdata_stores_nothing(target: Target) -> No
     many.close()
     target.assert_unchanged(before, DICOM_TABLES, "C-STORE cut mid-P-DATA")
     _good_store(target)
-    record_fault("DICOM", "C-STORE cut mid-P-DATA-TF / mid-PDU header / after first fragments, then hang-up",
-                 "association aborted, nothing stored", "nothing stored; next C-STORE Success")
+    record_fault(
+        "DICOM",
+        "C-STORE cut mid-P-DATA-TF / mid-PDU header / after first fragments, then hang-up",
+        "association aborted, nothing stored",
+        "nothing stored; next C-STORE Success",
+    )
+
+
+_PYNETDICOM_WAITS = pytest.mark.xfail(
+    strict=True,
+    reason="BUG xds_hub/imaging/dimse.py (pynetdicom DUL): bytes announcing an unknown PDU type with a "
+    "huge length are not answered with A-ABORT; the association thread waits network_timeout (60 s) "
+    "for the announced bytes, holding one of the 64 association slots",
+)
 
 
 @pytest.mark.parametrize(
@@ -595,23 +681,35 @@ def test_hostile_dicom_cstore_cut_mid_pdata_stores_nothing(target: Target) -> No
     [
         ("unknown PDU type after association", b"\xff\x00\x00\x00\x00\x04abcd", True),
         ("HTTP request on the DICOM port", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False),
-        ("garbage instead of A-ASSOCIATE-RQ", bytes(range(256)) * 4, False),
+        ("0xFF garbage instead of A-ASSOCIATE-RQ", b"\xff" * 1000, False),
+        pytest.param("garbage announcing a 33 MB PDU", bytes(range(256)) * 4, False, marks=_PYNETDICOM_WAITS),
     ],
 )
 def test_hostile_dicom_bad_pdu_is_aborted(target: Target, case: str, payload: bytes, associate: bool) -> None:
+    if case.startswith("garbage announcing"):
+        once(target)
     before = target.state()
     peer = _associated(target) if associate else RawDicom(target.hub.dicom_port)
     peer.send(payload)
+    peer.sock.settimeout(10)
     try:
         kind, _ = peer.read_pdu()
         observed = "A-ABORT" if kind == A_ABORT else f"PDU 0x{kind:02X}"
+    except TimeoutError:
+        observed = "no answer within 10 s"
     except (ConnectionError, OSError):
         observed = "connection closed"
     peer.close()
+    record_fault(
+        "DICOM",
+        case,
+        "A-ABORT (PS3.8 9.3.8) or close",
+        observed,
+        as_expected=observed in ("A-ABORT", "connection closed"),
+    )
     assert observed in ("A-ABORT", "connection closed"), observed
     target.assert_unchanged(before, DICOM_TABLES, case)
     _good_store(target)
-    record_fault("DICOM", case, "A-ABORT (PS3.8 9.3.8) or close", observed)
 
 
 @pytest.mark.xfail(
@@ -619,15 +717,23 @@ def test_hostile_dicom_bad_pdu_is_aborted(target: Target, case: str, payload: by
     reason="BUG xds_hub/imaging/dicomfile.py read_attributes stops scanning at (0028,0011), so a data "
     "set truncated inside a later element (Pixel Data) is answered Success and stored half",
 )
-def test_hostile_dicom_dataset_truncated_inside_pixel_data_fails_c000_and_stores_nothing(target: Target) -> None:
+def test_hostile_dicom_dataset_truncated_inside_pixel_data_fails_c000_and_stores_nothing(
+    target: Target,
+) -> None:
+    once(target)
     before = target.state()
     command, data = _store_request(size=128)
     peer = _associated(target)
     peer.send(p_data(pdv(1, 0x03, command)) + p_data(pdv(1, 0x02, data[: len(data) - 10_000])))
     status = peer.read_status()
     peer.release()
-    record_fault("DICOM", "data set cut inside Pixel Data (framing intact)", "C-STORE 0xC000, nothing stored",
-                 f"status 0x{status:04X}", as_expected=status == 0xC000)
+    record_fault(
+        "DICOM",
+        "data set cut inside Pixel Data (framing intact)",
+        "C-STORE 0xC000, nothing stored",
+        f"status 0x{status:04X}",
+        as_expected=status == 0xC000,
+    )
     assert status == 0xC000
     target.assert_unchanged(before, DICOM_TABLES, "truncated data set")
 
@@ -638,6 +744,7 @@ def test_hostile_dicom_dataset_truncated_inside_pixel_data_fails_c000_and_stores
     "P-DATA-TF over the negotiated maximum (4 MiB) should be refused with A-ABORT",
 )
 def test_hostile_dicom_pdu_over_the_negotiated_maximum_is_aborted(target: Target) -> None:
+    once(target)
     peer = _associated(target)
     peer.send(struct.pack(">BBI", 0x04, 0, 512 * 1024 * 1024))  # announces 512 MiB
     aborted = False
@@ -653,7 +760,42 @@ def test_hostile_dicom_pdu_over_the_negotiated_maximum_is_aborted(target: Target
         aborted = True  # the hub hung up on us: refused too
     finally:
         peer.close()
-    record_fault("DICOM", "P-DATA-TF announcing 512 MiB (negotiated max 4 MiB)", "A-ABORT before reading it",
-                 "aborted" if aborted else "buffered (16 MiB sent, no abort)", as_expected=aborted)
+    record_fault(
+        "DICOM",
+        "P-DATA-TF announcing 512 MiB (negotiated max 4 MiB)",
+        "A-ABORT before reading it",
+        "aborted" if aborted else "buffered (16 MiB sent, no abort)",
+        as_expected=aborted,
+    )
     _good_store(target)
     assert aborted
+
+
+# Last: the idle connections it opens hold pynetdicom's association slots for a while after.
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG xds_hub/imaging/dimse.py: connections that never send an A-ASSOCIATE-RQ count towards "
+    "pynetdicom's maximum_associations (64) until acse_timeout (30 s), so 64 idle TCP connections "
+    "make every member's association be rejected",
+)
+def test_hostile_dicom_idle_connections_do_not_lock_out_members(target: Target) -> None:
+    once(target)
+    held = [socket.create_connection(("127.0.0.1", target.hub.dicom_port), timeout=30) for _ in range(70)]
+    try:
+        time.sleep(0.5)
+        try:
+            statuses = c_store(target.hub.dicom_port, [make_instance()])
+            observed = f"C-STORE statuses {statuses}"
+        except AssertionError:
+            statuses, observed = [], "association rejected"
+    finally:
+        for sock in held:
+            sock.close()
+    record_fault(
+        "DICOM",
+        "70 idle TCP connections held open",
+        "members still associate",
+        observed,
+        as_expected=statuses == [0],
+    )
+    assert statuses == [0]

@@ -81,6 +81,41 @@ def _children(elem: _Element, local: str) -> list[_Element]:
     return list(elem.iterchildren(_rim(local)))
 
 
+_SLOT = _rim("Slot")
+_VALUE_LIST = _rim("ValueList")
+_VALUE = _rim("Value")
+_NAME = _rim("Name")
+_DESCRIPTION = _rim("Description")
+_LOCALIZED_STRING = _rim("LocalizedString")
+_VERSION_INFO = _rim("VersionInfo")
+_CLASSIFICATION = _rim("Classification")
+_EXTERNAL_IDENTIFIER = _rim("ExternalIdentifier")
+
+
+def _grouped(elem: _Element) -> dict[str, list[_Element]]:
+    """The element children of ``elem`` by tag, each list in document order."""
+    groups: dict[str, list[_Element]] = {}
+    for child in elem:
+        tag = child.tag
+        if isinstance(tag, str):
+            group = groups.get(tag)
+            if group is None:
+                groups[tag] = [child]
+            else:
+                group.append(child)
+    return groups
+
+
+def _first_localized(holders: list[_Element]) -> str | None:
+    """The first rim:LocalizedString/@value under the rim:Name (or Description) elements ``holders``."""
+    for holder in holders:
+        for ls in holder.iterchildren(_LOCALIZED_STRING):
+            value = ls.get("value")
+            if value is not None:
+                return value
+    return None
+
+
 @dataclass
 class _RawClassification:
     id: str
@@ -121,10 +156,11 @@ class _Reader:
 
     # -- generic ebRIM pieces ------------------------------------------------------------------
 
-    def slots(self, elem: _Element, location: str) -> list[tuple[str, list[str]]]:
+    def slot_list(self, slot_elements: list[_Element], location: str) -> list[tuple[str, list[str]]]:
+        """(name, values) of rim:Slot elements, in order; a Slot without name or repeated is a problem."""
         out: list[tuple[str, list[str]]] = []
         seen: set[str] = set()
-        for slot in _children(elem, "Slot"):
+        for slot in slot_elements:
             name = slot.get("name")
             if not name:
                 self.problem("a Slot has no name", location)
@@ -134,29 +170,23 @@ class _Reader:
                 continue
             seen.add(name)
             values = [
-                (v.text or "").strip() for vl in _children(slot, "ValueList") for v in _children(vl, "Value")
+                (v.text or "").strip()
+                for vl in slot.iterchildren(_VALUE_LIST)
+                for v in vl.iterchildren(_VALUE)
             ]
             out.append((name, values))
         return out
 
-    @staticmethod
-    def localized(elem: _Element, local: str) -> str | None:
-        for holder in _children(elem, local):
-            for ls in _children(holder, "LocalizedString"):
-                value = ls.get("value")
-                if value is not None:
-                    return value
-        return None
-
     def classification(self, elem: _Element, location: str) -> _RawClassification:
         cid = elem.get("id") or ""
+        groups = _grouped(elem)
         return _RawClassification(
             id=cid,
             scheme=_uri(elem.get("classificationScheme")),
             node=_uri(elem.get("classificationNode")),
             node_representation=elem.get("nodeRepresentation"),
-            slots=dict(self.slots(elem, location)),
-            name=self.localized(elem, "Name"),
+            slots=dict(self.slot_list(groups.get(_SLOT, []), location)),
+            name=_first_localized(groups.get(_NAME, [])),
         )
 
     def raw(self, elem: _Element, kind: str) -> _Raw | None:
@@ -165,19 +195,20 @@ class _Reader:
             self.problem(f"a {kind} has no id attribute")
             return None
         attrs = {k: v for k, v in elem.attrib.items() if isinstance(k, str) and isinstance(v, str)}
-        version_info = _children(elem, "VersionInfo")
+        groups = _grouped(elem)  # one pass over the children instead of one per kind
+        version_info = groups.get(_VERSION_INFO)
         raw = _Raw(
             kind=kind,
             id=oid,
             attrs=attrs,
-            slots=self.slots(elem, oid),
-            title=self.localized(elem, "Name"),
-            comments=self.localized(elem, "Description"),
+            slots=self.slot_list(groups.get(_SLOT, []), oid),
+            title=_first_localized(groups.get(_NAME, [])),
+            comments=_first_localized(groups.get(_DESCRIPTION, [])),
             version=version_info[0].get("versionName") if version_info else None,
         )
-        for c in _children(elem, "Classification"):
+        for c in groups.get(_CLASSIFICATION, ()):
             raw.classifications.append(self.classification(c, oid))
-        for ei in _children(elem, "ExternalIdentifier"):
+        for ei in groups.get(_EXTERNAL_IDENTIFIER, ()):
             raw.identifiers.append((_uri(ei.get("identificationScheme")), ei.get("value") or ""))
         return raw
 

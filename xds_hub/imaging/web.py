@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from pydicom.dataelem import DataElement
 
+from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.errors import ParseError
 from xds_hub.imaging import files
 from xds_hub.imaging.dicomweb import (
@@ -32,6 +33,7 @@ from xds_hub.imaging.dicomweb import (
 from xds_hub.imaging.query import KEYS, KEYS_BY_TAG, Level, Query, StoredInstance, instances, search
 from xds_hub.imaging.render import RENDERED_TYPES, RenderError, RenderOptions, frame_bytes, render_frame
 from xds_hub.log import get_logger
+from xds_hub.soap.routes import handler_for
 
 if TYPE_CHECKING:
     from xds_hub.config import Settings
@@ -359,7 +361,13 @@ def _render_options(media: str, args: Any, uri: bool = False) -> RenderOptions:
 
 
 def make_blueprint(settings: Settings, stores: Stores) -> Blueprint:
-    """The ``/wado`` and ``/dicomweb`` routes over ``stores``."""
+    """The ``/wado`` and ``/dicomweb`` routes over ``stores``.
+
+    Also loads the RAD-69 handler of ``/xdsi/source`` now, while the worker starts: importing
+    (and, without bytecode caches, compiling) it and its dependencies on the first request cost
+    that request about 0.1 s.
+    """
+    handler_for("/xdsi/source", SoapAction.RAD69)
     web = ImagingWeb(settings, stores)
     bp = Blueprint("imaging", __name__)
 

@@ -15,6 +15,7 @@ no network, libxml2's default size limits (``huge_tree`` off).
 from __future__ import annotations
 
 import copy
+import re
 import threading
 import uuid
 from collections.abc import Collection, Iterable, Sequence
@@ -267,6 +268,15 @@ def new_message_id() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
 
 
+#: Characters XML 1.0 does not allow (2.2 Char); a fault reason may quote any input.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with each character XML cannot carry replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def _envelope(
     action: str,
     relates_to: str | None,
@@ -322,7 +332,7 @@ def fault_element(fault: SoapFault) -> etree._Element:
     reason = etree.SubElement(element, ns.qn(ns.SOAP12, "Reason"))
     text = etree.SubElement(reason, ns.qn(ns.SOAP12, "Text"))
     text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
-    text.text = fault.reason
+    text.text = xml_text(fault.reason)
     detail = fault.detail if isinstance(fault, DetailedFault) else ()
     if detail:
         detail_el = etree.SubElement(element, ns.qn(ns.SOAP12, "Detail"))
@@ -352,5 +362,5 @@ def _render_soap11_fault(fault: DetailedFault) -> bytes:
     body = etree.SubElement(envelope, ns.qn(ns.SOAP11, "Body"))
     element = etree.SubElement(body, ns.qn(ns.SOAP11, "Fault"))
     etree.SubElement(element, "faultcode").text = f"soap11:{fault.code.value}"
-    etree.SubElement(element, "faultstring").text = fault.reason
+    etree.SubElement(element, "faultstring").text = xml_text(fault.reason)
     return _serialize(envelope)

@@ -593,6 +593,10 @@ def mtom_body(
     return MtomBody(content_type, length, chunks())
 
 
+#: Control characters (C0 and DEL), which would break a MIME header line.
+_HEADER_UNSAFE = dict.fromkeys([*range(0x20), 0x7F])
+
+
 def _header_safe(value: str) -> str:
     """``value`` without characters that would break a MIME header line."""
-    return "".join(c for c in value if c >= " " and c != "\x7f")
+    return value.translate(_HEADER_UNSAFE)
