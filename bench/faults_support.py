@@ -334,3 +334,25 @@ class PrivatePostgres:
 def as_text(value: Any, limit: int = 120) -> str:
     text = str(value).replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def wait_for_group_exit(pgid: int, timeout: float = 30) -> None:
+    """Until no process of process group ``pgid`` is left (a killed hub's sockets are closed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = False
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                raw = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = raw[raw.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive = True
+                break
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process group {pgid} still alive {timeout}s after SIGKILL")

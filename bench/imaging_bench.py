@@ -3,7 +3,8 @@
 Usage (from the repository root, as root: it needs a network namespace)::
 
     python -m bench.imaging_bench [--runs 3] [--small 1000] [--large 200] [--study 200]
-                                  [--backend sqlite|postgresql|both] [--append bench/RESULTS.md]
+                                  [--parallel 4] [--backend sqlite|postgresql|both]
+                                  [--append bench/RESULTS.md]
 
 The whole benchmark runs inside a fresh loopback-only network namespace (``unshare -n``): Orthanc
 1.10 binds its DICOM port on every interface (../shared/BENCHMARKING.md), and nothing here talks to
@@ -16,6 +17,10 @@ Scenarios, each a median of ``--runs`` runs on fresh servers:
   one association each, to ``xds-hub serve`` (SQLite or PostgreSQL index) and to Orthanc (SQLite
   index, or PostgreSQL index with the PostgreSQL plugin).  Instances/s and MB/s, and server CPU
   ms per instance (utime+stime of the server process tree from /proc).
+- With ``--parallel N`` (N > 1), also ``--small`` instances sent by N ``storescu`` at once (N
+  associations, ``--small / N`` instances each, as N modalities would), to each server.
+- Before each run, a flush probe: the median time to create, write (34 KB) and fsync a file in the
+  temporary folder the servers use (the machine's disk latency under its current load).
 - Retrieval of a ``--study``-instance study of 513 KB instances: RAD-69 (MTOM) and WADO-RS
   (multipart/related, stored transfer syntax) from the hub, WADO-RS from Orthanc's DICOMweb
   plugin; the client streams each body and counts its bytes.  MB/s, and the growth of the hub's
@@ -280,6 +285,47 @@ def storescu(server: Server, folder: Path) -> Sample:
     return Sample(count / wall, folder_bytes(folder) / wall / 1e6, cpu / count * 1000)
 
 
+def storescu_parallel(server: Server, folders: Sequence[Path]) -> Sample:
+    """One storescu per folder, all at once (one association each)."""
+    count = sum(sum(1 for _ in f.iterdir()) for f in folders)
+    env = dict(os.environ, TCP_NODELAY="1")
+    cpu0, t0 = tree_cpu(server.pid), time.perf_counter()
+    command = ["/usr/bin/storescu", "-aet", "HOPA_CT", "-aec", server.ae_title, "127.0.0.1"]
+    procs = [
+        subprocess.Popen(
+            [*command, str(server.dicom_port), "+sd", str(folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for folder in folders
+    ]
+    failed = [p.communicate(timeout=1800)[1] for p in procs if p.wait(timeout=1800) != 0]
+    wall, cpu = time.perf_counter() - t0, tree_cpu(server.pid) - cpu0
+    if failed:
+        raise RuntimeError(f"storescu to {server.name} failed: {failed[0][-2000:]!r}")
+    size = sum(folder_bytes(f) for f in folders)
+    return Sample(count / wall, size / wall / 1e6, cpu / count * 1000)
+
+
+def flush_probe(folder: Path, count: int = 40) -> float:
+    """Median ms to create, write 34 KB to and fsync a new file in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(34_000)
+    times = []
+    for i in range(count):
+        t0 = time.perf_counter()
+        fd = os.open(folder / f"p{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        times.append((time.perf_counter() - t0) * 1000)
+    shutil.rmtree(folder, ignore_errors=True)
+    return float(statistics.median(times))
+
+
 def _rad69_body(study_uid: str, series: dict[str, list[str]]) -> bytes:
     from xds_hub.client.soap import build_envelope
     from xds_hub.domain.vocabulary import SoapAction
@@ -332,7 +378,7 @@ def retrieve(server: Server, url: str, method: str, payload: dict[str, Any], cou
 
 
 def median(samples: Sequence[Sample], attr: str) -> float:
-    return statistics.median(getattr(s, attr) for s in samples)
+    return float(statistics.median(getattr(s, attr) for s in samples))
 
 
 def run(args: argparse.Namespace) -> str:
@@ -349,16 +395,24 @@ def run(args: argparse.Namespace) -> str:
         ds = dcmread(path, stop_before_pixels=True)
         sops.setdefault(str(ds.SeriesInstanceUID), []).append(str(ds.SOPInstanceUID))
     study_mb = folder_bytes(study_dir) / 1e6
+    each = args.small // max(args.parallel, 1)
+    parallel = [make_series(work / f"par{k}", each, 128, 10 + k) for k in range(args.parallel)]
+    if args.parallel < 2:
+        parallel = []
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     ingest: dict[tuple[str, str], list[Sample]] = {}
     fetch: dict[str, list[Sample]] = {}
+    probes: list[float] = []
     for _ in range(args.runs):
+        probes.append(flush_probe(Path(tempfile.gettempdir()) / f"bench-probe-{os.getpid()}"))
         for backend in backends:
             for start in (start_hub, start_orthanc):
                 with running(start, backend) as server:
                     kind = server.name
                     ingest.setdefault((kind, "small"), []).append(storescu(server, small))
                     ingest.setdefault((kind, "large"), []).append(storescu(server, large))
+                    if parallel:
+                        ingest.setdefault((kind, "parallel"), []).append(storescu_parallel(server, parallel))
                     if backend != backends[0]:
                         continue
                     storescu(server, study_dir)
@@ -386,7 +440,7 @@ def run(args: argparse.Namespace) -> str:
                         )  # fmt: skip
     small_kb = folder_bytes(small) / args.small / 1e3
     shutil.rmtree(work, ignore_errors=True)
-    return report(args, ingest, fetch, small_kb, study_mb)
+    return report(args, ingest, fetch, small_kb, study_mb, probes)
 
 
 def report(
@@ -395,15 +449,17 @@ def report(
     fetch: dict[str, list[Sample]],
     small_kb: float,
     study_mb: float,
+    probes: Sequence[float] = (),
 ) -> str:
     lines = [
         f"## Imaging (IMAGING helper, {time.strftime('%Y-%m-%d')})",
         "",
         f"`python -m bench.imaging_bench --runs {args.runs} --small {args.small} --large {args.large} "
-        f"--study {args.study} --backend {args.backend}`, in a loopback-only network namespace, DCMTK 3.6.7 "
-        "storescu (`TCP_NODELAY=1`, one association), Orthanc 1.10.1 from Debian (older than upstream 1.12) "
-        "with DICOMweb 1.7 and PostgreSQL 4.0 plugins. Fresh servers per run; medians of "
-        f"{args.runs} runs; CPU = utime+stime of the server's process tree per instance.",
+        f"--study {args.study} --parallel {args.parallel} --backend {args.backend}`, in a loopback-only "
+        "network namespace, DCMTK 3.6.7 storescu (`TCP_NODELAY=1`, one association), Orthanc 1.10.1 "
+        "from Debian (older than upstream 1.12) with DICOMweb 1.7 and PostgreSQL 4.0 plugins. "
+        f"Fresh servers per run; medians of {args.runs} runs; CPU = utime+stime of the server's process "
+        "tree per instance.",
         "",
         "| C-STORE ingest | small inst/s | ratio to Orthanc (same index) | CPU ms/inst | large MB/s | ratio "
         "| CPU ms/inst |",
@@ -421,9 +477,29 @@ def report(
                 f"| {name} | {median(s, 'rate'):.0f} | {ratio_s:.2f}x | {median(s, 'cpu_ms'):.2f} | "
                 f"{median(lg, 'mb_s'):.1f} | {ratio_l:.2f}x | {median(lg, 'cpu_ms'):.2f} |"
             )
+    if any(key[1] == "parallel" for key in ingest):
+        lines += [
+            "",
+            f"| {args.parallel} associations at once, {args.small} x {small_kb:.0f} KB in all | inst/s "
+            "| ratio to Orthanc (same index) | CPU ms/inst |",
+            "| --- | --- | --- | --- |",
+        ]
+        for backend in ("sqlite", "postgresql"):
+            hub, orth = f"xds-hub+{backend}", f"orthanc+{backend}"
+            if (hub, "parallel") not in ingest:
+                continue
+            for name in (hub, orth):
+                p = ingest[(name, "parallel")]
+                ratio = median(p, "rate") / median(ingest[(orth, "parallel")], "rate")
+                lines.append(
+                    f"| {name} | {median(p, 'rate'):.0f} | {ratio:.2f}x | {median(p, 'cpu_ms'):.2f} |"
+                )
     lines += [
         "",
-        f"Small = {args.small} x {small_kb:.0f} KB CT, large = {args.large} x 513 KB CT.",
+        f"Small = {args.small} x {small_kb:.0f} KB CT, large = {args.large} x 513 KB CT. Flush probe "
+        "(median ms to create, write 34 KB to and fsync a new file, before each run): "
+        + ", ".join(f"{p:.2f}" for p in probes)
+        + ".",
         "",
         f"| retrieval of a {args.study}-instance study ({study_mb:.0f} MB) | MB/s | ratio to Orthanc "
         "WADO-RS | server CPU ms/inst | peak RSS growth of a server process (MB) |",
@@ -445,6 +521,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=200)
     parser.add_argument("--study", type=int, default=200)
+    parser.add_argument("--parallel", type=int, default=0, help="also N associations at once (N > 1)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--append", type=Path, help="append the report to this Markdown file")
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)

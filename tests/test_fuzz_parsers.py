@@ -65,7 +65,7 @@ from xds_hub.storage.migrate import upgrade
 from xds_hub.storage.stores import Stores
 
 #: Characters an XML 1.0 text node can hold (no C0 controls but tab/LF/CR, no surrogates).
-XML_TEXT = st.characters(blacklist_categories=("Cs",), min_codepoint=0x20, max_codepoint=0x2FFF)
+XML_TEXT = st.characters(min_codepoint=0x20, max_codepoint=0xD7FF)
 KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -106,7 +106,7 @@ UID = st.lists(st.integers(1, 99999), min_size=2, max_size=8).map(
 @given(
     st.lists(st.lists(UID, min_size=1, max_size=4, unique=True), min_size=1, max_size=3),
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters="\\^="), max_size=20),
-    st.text(st.characters(min_codepoint=0x30, max_codepoint=0x7A), max_size=16),
+    st.text(st.characters(min_codepoint=0x30, max_codepoint=0x7A, blacklist_characters="\\"), max_size=16),
 )
 def test_fuzz_kos_build_parse_round_trip(series: list[list[str]], name: str, accession: str) -> None:
     data, study_uid = _kos(series, name=name.strip() or "X", accession=accession.strip())
@@ -118,6 +118,10 @@ def test_fuzz_kos_build_parse_round_trip(series: list[list[str]], name: str, acc
     assert kos.accessions == ((accession.strip(),) if accession.strip() else ())
 
 
+PYDICOM_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@PYDICOM_WARNINGS
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=600))
 def test_fuzz_kos_parser_on_any_bytes(data: bytes) -> None:
@@ -128,6 +132,7 @@ def test_fuzz_kos_parser_on_any_bytes(data: bytes) -> None:
 _SAMPLE_KOS, _ = _kos([["1.2.3.1", "1.2.3.2"], ["1.2.3.3"]])
 
 
+@PYDICOM_WARNINGS
 @settings(max_examples=150, deadline=None)
 @given(
     st.integers(0, len(_SAMPLE_KOS)),
@@ -210,7 +215,7 @@ def test_fuzz_mtom_damaged_message_reads_whole_or_keeps_nothing(
             chunk=chunk,
         )
     except SoapFault as fault:
-        assert fault.code is FaultCode.SENDER
+        assert fault.code is not FaultCode.RECEIVER, fault.reason
         assert list(blobs.iter_keys(older_than=float("inf"))) == [], "a refused message left blobs"
         assert list(blobs.tmp.iterdir()) == [], "a refused message left temporary files"
         return
@@ -255,7 +260,7 @@ def test_fuzz_soap_fault_with_any_reason_renders_and_reads_back(
 ) -> None:
     data = render_fault(SoapFault(code, reason), relates_to)
     root = etree.fromstring(data)
-    text = "".join(root.itertext())
+    text = "".join(str(t) for t in root.itertext())
     assert f"soap:{code.value}" in text
     readable = "".join(c if c in "\t\n\r" or c >= " " else "\ufffd" for c in reason)
     assert all(c in text for c in readable if c.isprintable() and not ("\ud800" <= c <= "\udfff"))
@@ -459,17 +464,12 @@ def test_fuzz_ebrim_parsers_on_generated_trees(tree: etree._Element) -> None:
 # HL7 v2: build -> parse round trip
 # ---------------------------------------------------------------------------------------------
 
-HL7_VALUE = st.text(
-    st.characters(min_codepoint=0x20, max_codepoint=0x24F, blacklist_categories=("Cs",)), max_size=15
-).filter(lambda v: v == v.strip())
+HL7_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=15).filter(
+    lambda v: v == v.strip()
+)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(HL7_VALUE, HL7_VALUE), min_size=1, max_size=3), HL7_VALUE, HL7_VALUE)
-def test_fuzz_hl7v2_values_survive_build_and_parse(
-    names: list[tuple[str, str]], control_id: str, extra: str
-) -> None:
-    assume(control_id)
+def _pid_message(names: list[tuple[str, str]], control_id: str, extra: str) -> hl7v2.V2Message:
     text = hl7v2.render(
         [
             hl7v2.segment(
@@ -479,7 +479,16 @@ def test_fuzz_hl7v2_values_survive_build_and_parse(
             hl7v2.segment("PID", "1", "", [("L1", "", "", ("", "1.2.3.100", "ISO"))], "", list(names), extra),
         ]
     )  # fmt: skip
-    message = hl7v2.parse(text)
+    return hl7v2.parse(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(HL7_VALUE, HL7_VALUE), min_size=1, max_size=3), HL7_VALUE, HL7_VALUE)
+def test_fuzz_hl7v2_values_survive_build_and_parse(
+    names: list[tuple[str, str]], control_id: str, extra: str
+) -> None:
+    assume(control_id)
+    message = _pid_message(names, control_id, extra)
     pid = message.first("PID")
     assert pid is not None
     assert message.control_id == control_id
@@ -487,6 +496,21 @@ def test_fuzz_hl7v2_values_survive_build_and_parse(
     for rep, (family, given_name) in enumerate(names, start=1):
         if family or given_name:
             assert (pid.value(5, rep, 1), pid.value(5, rep, 2)) == (family, given_name)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG xds_hub/pix/hl7v2.py escape(): every non-ASCII character becomes a \\Xhh\\ hex escape "
+    "(python-hl7's escape), which parses back as other characters above U+00FF (U+0100 -> '\\x10\\x00') "
+    "and reaches receivers as escapes; only | ^ ~ \\ & need escaping (HL7 2.5 2.7.4)",
+)
+def test_fuzz_hl7v2_non_ascii_values_survive_build_and_parse() -> None:
+    for value in ("Hélène", "Łukasz", "Dvořák", "日本"):
+        message = _pid_message([(value, value)], value, value)
+        pid = message.first("PID")
+        assert pid is not None
+        assert (message.control_id, pid.value(5, 1, 1), pid.value(6)) == (value, value, value)
+        assert "\\X" not in message.text
 
 
 # ---------------------------------------------------------------------------------------------

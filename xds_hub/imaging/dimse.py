@@ -176,7 +176,7 @@ class DicomActor:
     def __init__(self, settings: Settings, stores: Stores) -> None:
         self.settings = settings
         self.stores = stores
-        self.ingest = Ingest(stores, settings)
+        self.ingest = Ingest(stores, settings, keep_connections=2)
         self.ae = self._build_ae()
         self._server: ThreadedAssociationServer | None = None
 
@@ -242,6 +242,7 @@ class DicomActor:
         An instance is acknowledged only once it is durable, so nothing acknowledged is lost.
         """
         if self._server is None:
+            self.ingest.close()
             return
         server, self._server = self._server, None
         active = list(server.active_associations)
@@ -255,6 +256,7 @@ class DicomActor:
         for assoc in active:
             if assoc.is_alive():
                 assoc.abort()
+        self.ingest.close()
 
     # ----------------------------------------------------------------------------- C-STORE
 

@@ -177,70 +177,212 @@ class _Rows:
     instance: dict[str, Any]
 
 
-def _index(engine: Engine, blobs: BlobStore, blob_key: str, rows: _Rows) -> bool:
-    """Insert the rows in one serialised transaction; True if the instance was new.
+@dataclass(slots=True)
+class _Job:
+    """One instance waiting for the transaction that indexes it."""
 
-    Raises OSError when the blob vanished before the transaction took the lock.
+    blob_key: str
+    rows: _Rows
+    done: bool = False
+    inserted: bool = False
+    error: BaseException | None = None
+
+    def result(self) -> bool:
+        if self.error is not None:
+            raise self.error
+        return self.inserted
+
+
+class _Indexer:
+    """The index transactions of C-STORE, with group commit across concurrent associations.
+
+    Each caller queues its instance's rows and waits.  The first caller finding no transaction in
+    progress becomes the leader: it takes every queued instance, indexes them all in one
+    transaction (one commit: one flush of the database log), marks each done and wakes the others;
+    a caller returns only once the transaction holding its instance has committed, so every
+    C-STORE is still answered after its own instance is durable.  One association alone (the SCU
+    waits for each response before sending the next instance) always leads, with nothing added.
+    A transaction that fails is retried instance by instance, so one bad instance fails alone.
+
+    ``keep`` DB-API connections stay checked out between calls (no pool checkout, no pre-ping);
+    one that turns out broken is dropped and the work retried once on a fresh one.
     """
-    sql = _statements(engine.dialect)
-    raw = engine.raw_connection()
-    try:
-        if not sql.postgresql:
-            with writer_gate(engine).turn():
-                return _index_sqlite(raw, sql, blobs, blob_key, rows)
-        return _index_postgresql(raw, sql, blobs, blob_key, rows)
-    finally:
+
+    def __init__(self, engine: Engine, blobs: BlobStore, keep: int = 0) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self.sql = _statements(engine.dialect)
+        self._keep = keep
+        self._idle: list[Any] = []
+        self._cv = threading.Condition()
+        self._queue: list[_Job] = []
+        self._busy = False
+
+    def index(self, blob_key: str, rows: _Rows) -> bool:
+        """Index one instance; True if it was new.  OSError when its blob vanished first."""
+        job = _Job(blob_key, rows)
+        with self._cv:
+            self._queue.append(job)
+            while self._busy and not job.done:
+                self._cv.wait()
+            if job.done:
+                return job.result()
+            self._busy = True
+            batch, self._queue = self._queue, []
+        try:
+            self._run(batch)
+        finally:
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
+        return job.result()
+
+    def close(self) -> None:
+        """Give the kept connections back to the pool."""
+        with self._cv:
+            idle, self._idle = self._idle, []
+        for raw in idle:
+            raw.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def _run(self, batch: list[_Job]) -> None:
+        try:
+            self._transaction(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:  # one instance's problem must not fail the others: each on its own
+                for job in batch:
+                    try:
+                        self._transaction([job])
+                    except Exception as single:
+                        job.error = single
+        except BaseException as exc:
+            for job in batch:
+                job.error = exc
+            raise
+        finally:
+            for job in batch:
+                job.done = True
+
+    def _transaction(self, batch: list[_Job]) -> None:
+        raw, kept = self._connection()
+        try:
+            try:
+                self._once(raw, batch)
+            except self.engine.dialect.loaded_dbapi.OperationalError:
+                if not kept:
+                    raise
+                raw.invalidate()  # a kept connection the server dropped: once more on a fresh one
+                raw = self.engine.raw_connection()
+                self._once(raw, batch)
+        except BaseException:
+            if raw.is_valid and _broken(raw):
+                raw.invalidate()
+            self._release(raw)
+            raise
+        self._release(raw)
+
+    def _once(self, raw: Any, batch: list[_Job]) -> None:
+        if self.sql.postgresql:
+            _index_postgresql(raw, self.sql, self.blobs, batch)
+        else:
+            with writer_gate(self.engine).turn():
+                _index_sqlite(raw, self.sql, self.blobs, batch)
+
+    def _connection(self) -> tuple[Any, bool]:
+        with self._cv:
+            if self._idle:
+                return self._idle.pop(), True
+        return self.engine.raw_connection(), False
+
+    def _release(self, raw: Any) -> None:
+        if raw.is_valid:
+            with self._cv:
+                if len(self._idle) < self._keep:
+                    self._idle.append(raw)
+                    return
         raw.close()
 
 
-def _index_sqlite(raw: Any, sql: _IndexStatements, blobs: BlobStore, blob_key: str, rows: _Rows) -> bool:
+def _broken(raw: Any) -> bool:
+    """True when a connection can no longer be used (PostgreSQL: closed or in a failed state)."""
+    closed = getattr(raw.dbapi_connection, "closed", False)
+    return bool(closed)
+
+
+def _index_sqlite(raw: Any, sql: _IndexStatements, blobs: BlobStore, batch: list[_Job]) -> None:
     cur = raw.cursor()
     try:
         cur.execute("BEGIN IMMEDIATE")
         try:
-            if not blobs.exists(blob_key):
-                raise OSError("the blob vanished before it was indexed")
-            if rows.study is not None:
-                cur.execute(sql.study.text, sql.study.params(rows.study))
-            if rows.series is not None:
-                cur.execute(sql.series.text, sql.series.params(rows.series))
-            cur.execute(sql.instance.text, sql.instance.params(rows.instance))
-            inserted = bool(cur.rowcount == 1)
-            if inserted:
-                cur.execute(sql.touch.text, sql.touch.params(rows.instance))
+            results: list[tuple[_Job, bool | None]] = []
+            for job in batch:
+                if not blobs.exists(job.blob_key):  # under the lock: a sweep cannot drop it now
+                    results.append((job, None))
+                    continue
+                rows = job.rows
+                if rows.study is not None:
+                    cur.execute(sql.study.text, sql.study.params(rows.study))
+                if rows.series is not None:
+                    cur.execute(sql.series.text, sql.series.params(rows.series))
+                cur.execute(sql.instance.text, sql.instance.params(rows.instance))
+                inserted = bool(cur.rowcount == 1)
+                if inserted:
+                    cur.execute(sql.touch.text, sql.touch.params(rows.instance))
+                results.append((job, inserted))
             cur.execute("COMMIT")
-            return inserted
         except BaseException:
             if raw.dbapi_connection.in_transaction:
                 cur.execute("ROLLBACK")
             raise
     finally:
         cur.close()
+    _settle(results)
 
 
-def _index_postgresql(raw: Any, sql: _IndexStatements, blobs: BlobStore, blob_key: str, rows: _Rows) -> bool:
+def _index_postgresql(raw: Any, sql: _IndexStatements, blobs: BlobStore, batch: list[_Job]) -> None:
     conn = raw.dbapi_connection
     try:
-        with conn.cursor() as cur:
-            with conn.pipeline():
-                cur.execute(sql.lock.text, sql.lock.params({"k": REGISTRY_LOCK}))
+        cursors = []
+        with conn.pipeline():  # one round trip: BEGIN, the lock, every insert
+            conn.execute(sql.lock.text, sql.lock.params({"k": REGISTRY_LOCK}))
+            for job in batch:
+                rows = job.rows
                 if rows.study is not None:
-                    cur.execute(sql.study.text, sql.study.params(rows.study))
+                    conn.execute(sql.study.text, sql.study.params(rows.study))
                 if rows.series is not None:
-                    cur.execute(sql.series.text, sql.series.params(rows.series))
-                cur.execute(sql.instance.text, sql.instance.params(rows.instance))
+                    conn.execute(sql.series.text, sql.series.params(rows.series))
+                cursors.append(conn.execute(sql.instance.text, sql.instance.params(rows.instance)))
+        results: list[tuple[_Job, bool | None]] = []
+        for job, cur in zip(batch, cursors, strict=True):
             row = cur.fetchone()
-        inserted = bool(row and row[0])
-        if not blobs.exists(blob_key):  # still under the lock: no sweep can drop it now
-            raise OSError("the blob vanished before it was indexed")
-        conn.commit()
-        return inserted
-    except BaseException:
-        try:
+            results.append((job, bool(row and row[0])))
+        if not all(blobs.exists(job.blob_key) for job in batch):  # under the lock, as for SQLite
+            if len(batch) > 1:
+                raise _Retry  # indexed one by one, so only the instance whose blob is gone fails
+            results = [(batch[0], None)]
             conn.rollback()
-        except Exception:
-            raw.invalidate()  # the connection is broken: do not give it back to the pool
+        else:
+            conn.commit()
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
         raise
+    _settle(results)
+
+
+class _Retry(Exception):
+    """A batch to be indexed instance by instance."""
+
+
+def _settle(results: list[tuple[_Job, bool | None]]) -> None:
+    for job, inserted in results:
+        if inserted is None:
+            job.error = OSError("the blob vanished before it was indexed")
+        else:
+            job.inserted = inserted
 
 
 class Ingest:
@@ -249,11 +391,17 @@ class Ingest:
     #: Studies / series known to have their row (saves an INSERT per instance); bounded.
     _KNOWN_MAX = 100_000
 
-    def __init__(self, stores: Stores, settings: Settings) -> None:
+    def __init__(self, stores: Stores, settings: Settings, keep_connections: int = 0) -> None:
+        """``keep_connections``: DB-API connections kept between instances (a long-lived actor)."""
         self.stores = stores
         self.settings = settings
         self._known: set[str] = set()
         self._lock = threading.Lock()
+        self._indexer = _Indexer(stores.engine, stores.blobs, keep_connections)
+
+    def close(self) -> None:
+        """Give back the connections kept for the hot path."""
+        self._indexer.close()
 
     def _remember(self, *uids: str) -> None:
         with self._lock:
@@ -344,7 +492,7 @@ class Ingest:
             "dataset_offset": len(meta),
             "received": now,
         }
-        inserted = _index(self.stores.engine, self.stores.blobs, info.key, _Rows(study, series, instance))
+        inserted = self._indexer.index(info.key, _Rows(study, series, instance))
         self._remember(attrs.study_uid, attrs.series_uid, attrs.sop_instance_uid)
         if not inserted:  # held already (the first copy is kept): drop ours unless it is the same
             from xds_hub.repository.sweep import discard_blobs

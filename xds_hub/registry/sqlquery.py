@@ -55,7 +55,6 @@ from xds_hub.domain.query import (
     GetSubmissionSets,
     ReturnType,
     StoredQueryParams,
-    TextQuery,
     time_key,
 )
 from xds_hub.domain.vocabulary import AssociationType, ObjectType, Status
