@@ -43,7 +43,9 @@ from xds_hub.storage.ports import BlobStore
 FAULTS_LOG_ENV = "XDS_FAULTS_LOG"
 
 
-def record_fault(area: str, case: str, expected: str, observed: str, as_expected: bool = True) -> None:
+def record_fault(
+    area: str, case: str, expected: str, observed: str, as_expected: bool = True, backend: str = ""
+) -> None:
     """Append one tried bad input / injected fault and its outcome to ``$XDS_FAULTS_LOG`` (if set)."""
     path = os.environ.get(FAULTS_LOG_ENV)
     if not path:
@@ -54,7 +56,7 @@ def record_fault(area: str, case: str, expected: str, observed: str, as_expected
         "expected": expected,
         "observed": observed,
         "as_expected": as_expected,
-        "backend": os.environ.get("XDS_FAULTS_BACKEND", ""),
+        "backend": backend,
     }
     with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(line) + "\n")

@@ -21,6 +21,7 @@ from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.service_class import StorageServiceClass
 from sqlalchemy import func, select, text
 
 from tests.imaging_helpers import make_instance, make_study, region_settings, running_actor, send
@@ -63,16 +64,16 @@ def _stored_dataset(stores: Stores, sop_uid: str) -> bytes:
         return fp.read()[row.dataset_offset :]
 
 
-def _count_pynetdicom_stores(actor: DicomActor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the C-STOREs that reach the EVT_C_STORE handler (pynetdicom's path, not the fast one)."""
+def _count_pynetdicom_stores(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the C-STOREs served by pynetdicom's Storage service class (not by the fast path)."""
     seen: list[str] = []
-    original = DicomActor.on_store
+    original = StorageServiceClass.SCP
 
-    def spy(self: DicomActor, event: Any) -> Any:
-        seen.append(str(event.request.AffectedSOPInstanceUID))
-        return original(self, event)
+    def spy(self: StorageServiceClass, req: Any, context: Any) -> None:
+        seen.append(str(req.AffectedSOPInstanceUID))
+        original(self, req, context)
 
-    monkeypatch.setattr(DicomActor, "on_store", spy)
+    monkeypatch.setattr(StorageServiceClass, "SCP", spy)
     return seen
 
 
@@ -90,7 +91,7 @@ def test_dicom_cstore_rsp_command_set_is_what_pynetdicom_encodes(status: int, co
     rsp.AffectedSOPInstanceUID = sop_uid
     rsp.Status = status
     if comment:
-        rsp.ErrorComment = comment
+        rsp.ErrorComment = comment  # type: ignore[assignment]  # typed None in pynetdicom
     message = C_STORE_RSP()
     message.primitive_to_message(rsp)
     assert store_response_command(CTImageStorage, sop_uid, 7, status, comment) == encode(
@@ -130,7 +131,7 @@ def test_dicom_command_set_parser_returns_elements_or_none(data: bytes) -> None:
 def test_dicom_cstore_fragmented_over_many_pdus_is_kept_whole(
     actor: DicomActor, region: Settings, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen = _count_pynetdicom_stores(actor, monkeypatch)
+    seen = _count_pynetdicom_stores(monkeypatch)
     actor.ae.maximum_pdu_size = 1024  # the SCU sends P-DATA-TF PDUs of at most this size
     ds = make_instance(size=64)  # 8 KB of pixels: a dozen PDUs
     assert send(region.dicom_port, [ds]) == [0]
@@ -141,7 +142,7 @@ def test_dicom_cstore_fragmented_over_many_pdus_is_kept_whole(
 def test_dicom_cstore_with_a_fragmented_command_set_goes_through_pynetdicom(
     actor: DicomActor, region: Settings, stores: Stores, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen = _count_pynetdicom_stores(actor, monkeypatch)
+    seen = _count_pynetdicom_stores(monkeypatch)
     actor.ae.maximum_pdu_size = 64  # the command set itself is split over several PDVs
     ds = make_instance(size=16)
     assert send(region.dicom_port, [ds]) == [0]
@@ -173,7 +174,7 @@ def test_dicom_echo_store_and_find_share_an_association(
         answers = list(assoc.send_c_find(query, "1.2.840.10008.5.1.4.1.2.2.1"))
     finally:
         assoc.release()
-    matches = [ident for status, ident in answers if status and status.Status == 0xFF00]
+    matches = [ident for status, ident in answers if status and status.Status == 0xFF00 and ident]
     assert len(matches) == 1 and int(matches[0].NumberOfStudyRelatedInstances) == 3
     assert answers[-1][0].Status == 0
 
@@ -194,6 +195,7 @@ def test_dicom_cstore_interrupted_by_another_command_aborts_and_stores_nothing(
     assoc = ae.associate("127.0.0.1", region.dicom_port, ae_title="XDSHUB")
     assert assoc.is_established
     context_id = assoc.accepted_contexts[0].context_id
+    assert context_id is not None
     req = C_STORE()
     req.MessageID = 1
     req.AffectedSOPClassUID = CTImageStorage
@@ -208,11 +210,13 @@ def test_dicom_cstore_interrupted_by_another_command_aborts_and_stores_nothing(
     echo = C_ECHO_RQ()
     echo.primitive_to_message(echo_req)
     data_set = encode(ds, False, True)
-    assert data_set is not None
+    store_command = encode(store.command_set, True, True)
+    echo_command = encode(echo.command_set, True, True)
+    assert data_set is not None and store_command is not None and echo_command is not None
     # PS3.8 Annex E: a command fragment in the middle of a data set breaks the message
-    assoc.dul.send_pdu(_p_data(context_id, 0x03, encode(store.command_set, True, True)))
+    assoc.dul.send_pdu(_p_data(context_id, 0x03, store_command))
     assoc.dul.send_pdu(_p_data(context_id, 0x00, data_set[:100]))
-    assoc.dul.send_pdu(_p_data(context_id, 0x03, encode(echo.command_set, True, True)))
+    assoc.dul.send_pdu(_p_data(context_id, 0x03, echo_command))
     deadline = time.monotonic() + 10
     while not assoc.is_aborted and time.monotonic() < deadline:
         time.sleep(0.05)

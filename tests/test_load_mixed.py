@@ -26,4 +26,5 @@ def test_load_50_clients_mixed_iti41_iti18_iti43_nothing_fails_lost_or_duplicate
         f"{CLIENTS} concurrent clients, ITI-41/18/43, {SECONDS:.0f} s ({db_backend})",
         "no failure, none lost or duplicated",
         f"{result.requests} requests ({result.requests / result.seconds:.0f}/s), 0 failures, registry exact",
+        backend=db_backend,
     )

@@ -105,7 +105,6 @@ def target(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     folder = tmp_path_factory.mktemp(f"hostile-{db_backend}")
     hub = Hub(folder=folder, db_url=db_url_for(db_backend, folder), config_text=HOSTILE_CONFIG).start()
     store = hub_stores(hub)
-    os.environ["XDS_FAULTS_BACKEND"] = db_backend
     try:
         yield Target(hub, store, hub_patient(hub, store), db_backend)
     finally:
@@ -113,6 +112,11 @@ def target(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         hub.stop(signal.SIGKILL)  # nothing left to check; a SIGTERM stop waits 30 s on the DICOM actor
         if db_backend == "postgresql":
             drop_pg_database(hub.db_url)
+
+
+def note(t: Target, area: str, case: str, expected: str, observed: str, as_expected: bool = True) -> None:
+    """One line of the fault log (bench/faults_report.py)."""
+    record_fault(area, case, expected, observed, as_expected, backend=t.backend)
 
 
 def once(t: Target) -> None:
@@ -287,7 +291,8 @@ def test_hostile_xml_is_a_sender_fault_reads_nothing_and_stores_nothing(
     assert took < 20, f"{case}: {took:.1f} s"
     target.assert_unchanged(before, XDS_TABLES, case)
     good_iti41(target)
-    record_fault(
+    note(
+        target,
         "XML (ITI-41, ITI-18, ITI-44 endpoints)",
         case,
         "HTTP 400 soap:Sender, nothing fetched",
@@ -315,7 +320,8 @@ def test_hostile_xml_floods_within_the_limits_are_answered_in_bounded_time(
     took = time.monotonic() - started
     assert (a.http, a.status, a.codes) == (200, "Success", []), a
     assert took < 60, f"{case}: {took:.1f} s"
-    record_fault(
+    note(
+        target,
         "XML (ITI-41)",
         f"{case} ({len(data) // 1024} KiB)",
         "processed in bounded time",
@@ -340,7 +346,8 @@ def test_hostile_request_over_max_request_bytes_is_413_and_stores_nothing(target
     assert (mtom.http, mtom.fault) == (413, ["soap:Sender"]), mtom
     target.assert_unchanged(before, XDS_TABLES, "max_request_bytes")
     good_iti41(target)
-    record_fault(
+    note(
+        target,
         "HTTP size",
         "request over max_request_bytes (plain, chunked, MTOM)",
         "HTTP 413 soap:Sender",
@@ -401,8 +408,12 @@ def test_hostile_broken_mtom_is_a_sender_fault_and_stores_nothing(target: Target
     assert (a.http, a.fault) == (400, ["soap:Sender"]), a
     target.assert_unchanged(before, XDS_TABLES, case)
     good_iti41(target)
-    record_fault(
-        "MTOM (ITI-41)", case, "HTTP 400 soap:Sender, no blob kept", f"400 soap:Sender: {a.reason[:90]}"
+    note(
+        target,
+        "MTOM (ITI-41)",
+        case,
+        "HTTP 400 soap:Sender, no blob kept",
+        f"400 soap:Sender: {a.reason[:90]}",
     )
 
 
@@ -442,7 +453,7 @@ def test_hostile_truncated_mtom_body_stores_nothing(target: Target, case: str) -
         observed = f"{status}, soap:Sender"
     target.assert_unchanged(before, XDS_TABLES, case)
     good_iti41(target)
-    record_fault("MTOM (ITI-41)", case, "nothing stored, tmp empty", observed)
+    note(target, "MTOM (ITI-41)", case, "nothing stored, tmp empty", observed)
 
 
 def test_hostile_mtom_without_its_epilogue_is_whole_and_accepted(target: Target) -> None:
@@ -458,7 +469,8 @@ def test_hostile_mtom_without_its_epilogue_is_whole_and_accepted(target: Target)
     assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
     assert b"ResponseStatusType:Success" in reply
     assert target.state().rows["repository_document"] == before.rows["repository_document"] + 1
-    record_fault(
+    note(
+        target,
         "MTOM (ITI-41)",
         "Content-Length 1,000 bytes over a complete multipart body",
         "whole message accepted",
@@ -500,7 +512,8 @@ def test_hostile_slow_heads_and_small_bodies_do_not_hold_the_listener(target: Ta
         for sock in held:
             sock.close()
     target.assert_unchanged(expected, XDS_TABLES, "slowloris")
-    record_fault(
+    note(
+        target,
         "HTTP slow clients",
         "48 partial heads + 48 partial small bodies + 48 idle connections held open",
         "listener keeps serving",
@@ -509,8 +522,8 @@ def test_hostile_slow_heads_and_small_bodies_do_not_hold_the_listener(target: Ta
 
 
 def test_hostile_slow_large_bodies_are_cut_and_the_listener_recovers(target: Target) -> None:
-    """Slow POST: 16 requests (as many as HTTP threads) announcing 8 MB and sending 1 KB hold threads only until the
-    watchdog's rate limit cuts them (a few seconds), nothing of them is stored."""
+    """Slow POST: 16 requests (as many as HTTP threads) announcing 8 MB and sending 1 KB hold
+    threads only until the watchdog's rate limit cuts them (a few seconds); nothing is stored."""
     once(target)
     ctype, body, _ = iti41_mtom(target, sizes=(8_000_000,))
     held = []
@@ -530,7 +543,8 @@ def test_hostile_slow_large_bodies_are_cut_and_the_listener_recovers(target: Tar
         for sock in held:
             sock.close()
     target.assert_unchanged(expected, XDS_TABLES, "slow POST")
-    record_fault(
+    note(
+        target,
         "HTTP slow clients",
         "16 slow POSTs (8 MB announced, 1 KB sent)",
         "cut by the server, listener keeps serving",
@@ -573,7 +587,8 @@ def test_hostile_mllp_start_block_without_end_is_dropped(target: Target) -> None
     time.sleep(0.3)
     target.assert_unchanged(expected, PIX_TABLES, "MLLP start block without end")
     _good_feed(target)
-    record_fault(
+    note(
+        target,
         "HL7 v2 / MLLP",
         "start block without end block, then hang-up (and one held open)",
         "frame dropped, nothing stored",
@@ -601,7 +616,7 @@ def test_hostile_mllp_garbage_frame_gets_ar(target: Target, case: str, payload: 
         sock.sendall(frame(payload) + frame(adt("A01", cx(new_id(), HOPA)).encode()))
         _, good = read_replies(sock, 2)  # on the same connection, the next message is fed
         assert ack_code(good) == "AA"
-    record_fault("HL7 v2 / MLLP", case, "ACK AR/AE with ERR", f"{ack_code(reply)} ERR {errors(reply)[0][0]}")
+    note(target, "HL7 v2 / MLLP", case, "ACK AR/AE with ERR", f"{ack_code(reply)} ERR {errors(reply)[0][0]}")
 
 
 def test_hostile_mllp_frame_over_the_limit_closes_only_that_connection(target: Target) -> None:
@@ -616,7 +631,8 @@ def test_hostile_mllp_frame_over_the_limit_closes_only_that_connection(target: T
     assert closed
     target.assert_unchanged(before, PIX_TABLES, "MLLP frame over 4 MiB")
     _good_feed(target)
-    record_fault(
+    note(
+        target,
         "HL7 v2 / MLLP",
         "5 MiB frame (limit 4 MiB)",
         "connection closed, listener serves",
@@ -660,7 +676,8 @@ def test_hostile_dicom_cstore_cut_mid_pdata_stores_nothing(target: Target) -> No
     many.close()
     target.assert_unchanged(before, DICOM_TABLES, "C-STORE cut mid-P-DATA")
     _good_store(target)
-    record_fault(
+    note(
+        target,
         "DICOM",
         "C-STORE cut mid-P-DATA-TF / mid-PDU header / after first fragments, then hang-up",
         "association aborted, nothing stored",
@@ -700,7 +717,8 @@ def test_hostile_dicom_bad_pdu_is_aborted(target: Target, case: str, payload: by
     except (ConnectionError, OSError):
         observed = "connection closed"
     peer.close()
-    record_fault(
+    note(
+        target,
         "DICOM",
         case,
         "A-ABORT (PS3.8 9.3.8) or close",
@@ -727,7 +745,8 @@ def test_hostile_dicom_dataset_truncated_inside_pixel_data_fails_c000_and_stores
     peer.send(p_data(pdv(1, 0x03, command)) + p_data(pdv(1, 0x02, data[: len(data) - 10_000])))
     status = peer.read_status()
     peer.release()
-    record_fault(
+    note(
+        target,
         "DICOM",
         "data set cut inside Pixel Data (framing intact)",
         "C-STORE 0xC000, nothing stored",
@@ -760,7 +779,8 @@ def test_hostile_dicom_pdu_over_the_negotiated_maximum_is_aborted(target: Target
         aborted = True  # the hub hung up on us: refused too
     finally:
         peer.close()
-    record_fault(
+    note(
+        target,
         "DICOM",
         "P-DATA-TF announcing 512 MiB (negotiated max 4 MiB)",
         "A-ABORT before reading it",
@@ -791,7 +811,8 @@ def test_hostile_dicom_idle_connections_do_not_lock_out_members(target: Target) 
     finally:
         for sock in held:
             sock.close()
-    record_fault(
+    note(
+        target,
         "DICOM",
         "70 idle TCP connections held open",
         "members still associate",

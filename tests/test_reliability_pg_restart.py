@@ -203,6 +203,7 @@ def test_postgresql_stops_under_the_hub_it_answers_errors_then_recovers_without_
                 f"pg_ctl stop -m {mode} under a running hub",
                 "protocol errors, no crash; /healthz 503",
                 "; ".join(f"{k}: {v[1]}" for k, v in down.answers.items()),
+                backend="postgresql",
             )
             private_pg.start()
             up = _probe_until_up(hub, pid, tmp_path)
@@ -212,6 +213,7 @@ def test_postgresql_stops_under_the_hub_it_answers_errors_then_recovers_without_
             "PostgreSQL started again",
             "hub serves again without a restart",
             "every listener answered normally again",
+            backend="postgresql",
         )
         _check_nothing_half_stored(hub)
     finally:

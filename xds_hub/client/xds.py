@@ -369,7 +369,8 @@ class XdsClient:
         sinks: dict[str, _HashingFileSink] = {}
 
         def open_attachment(part: PartHeaders) -> PartSink:
-            sink = _HashingFileSink(out_dir / f".xds-part-{len(sinks)}-{os.getpid()}", on_download)
+            # unique per call: several threads of one process may retrieve into the same folder
+            sink = _HashingFileSink(out_dir / f".xds-part-{uuid.uuid4().hex}", on_download)
             sinks[part.content_id] = sink
             return sink
 

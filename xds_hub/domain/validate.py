@@ -14,9 +14,10 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from typing import TypeVar
 
 from xds_hub.config import AffinityDomain
+from xds_hub.domain.evolve import evolve
 from xds_hub.domain.metadata import Association, Code, DocumentEntry, Folder, Submission, SubmissionSet
 from xds_hub.domain.validate_objects import Findings, check_document, check_folder, check_submission_set
 from xds_hub.domain.vocabulary import (
@@ -31,6 +32,8 @@ from xds_hub.errors import ErrorCode, XdsError
 __all__ = ["code_allowed", "codes_of", "is_uuid_urn", "new_uuid", "validate_submission"]
 
 #: Association types a Document Source may not submit with ITI-41/42 (Metadata Update only).
+_Entry = TypeVar("_Entry", DocumentEntry, Folder, SubmissionSet)
+
 _UPDATE_ONLY = frozenset({AssociationType.UPDATE_AVAILABILITY_STATUS, AssociationType.SUBMIT_ASSOCIATION})
 
 
@@ -283,20 +286,24 @@ def _assign_uuids(sub: Submission, make: Callable[[], str]) -> Submission:
     def m(value: str) -> str:
         return mapping.get(value, value)
 
-    def entry(obj: DocumentEntry | Folder | SubmissionSet) -> dict[str, object]:
+    def entry(obj: _Entry) -> _Entry:
         new_id = m(obj.entry_uuid)
-        return {"entry_uuid": new_id, "logical_id": new_id, "version": "1", "status": Status.APPROVED}
+        unchanged = (obj.entry_uuid, obj.logical_id, obj.version) == (new_id, new_id, "1")
+        if unchanged and obj.status is Status.APPROVED:
+            return obj
+        return evolve(obj, entry_uuid=new_id, logical_id=new_id, version="1", status=Status.APPROVED)
 
-    return replace(
+    def association(a: Association) -> Association:
+        ends = (m(a.entry_uuid), m(a.source), m(a.target))
+        if ends == (a.entry_uuid, a.source, a.target) and a.status is Status.APPROVED:
+            return a
+        return evolve(a, entry_uuid=ends[0], source=ends[1], target=ends[2], status=Status.APPROVED)
+
+    return evolve(
         sub,
-        submission_set=replace(sub.submission_set, **entry(sub.submission_set)),  # type: ignore[arg-type]
-        documents=tuple(replace(d, **entry(d)) for d in sub.documents),  # type: ignore[arg-type]
-        folders=tuple(replace(x, **entry(x)) for x in sub.folders),  # type: ignore[arg-type]
-        associations=tuple(
-            replace(
-                a, entry_uuid=m(a.entry_uuid), source=m(a.source), target=m(a.target), status=Status.APPROVED
-            )
-            for a in sub.associations
-        ),
+        submission_set=entry(sub.submission_set),
+        documents=tuple(entry(d) for d in sub.documents),
+        folders=tuple(entry(x) for x in sub.folders),
+        associations=tuple(association(a) for a in sub.associations),
         document_refs={m(k): v for k, v in sub.document_refs.items()},
     )

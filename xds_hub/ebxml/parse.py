@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from lxml import etree
 
 from xds_hub import ns
+from xds_hub.domain.evolve import evolve
 from xds_hub.domain.metadata import (
     Association,
     Author,
@@ -194,7 +195,7 @@ class _Reader:
         if not oid:
             self.problem(f"a {kind} has no id attribute")
             return None
-        attrs = {k: v for k, v in elem.attrib.items() if isinstance(k, str) and isinstance(v, str)}
+        attrs: dict[str, str] = dict(elem.attrib)  # type: ignore[arg-type]  # (names, values: str)
         groups = _grouped(elem)  # one pass over the children instead of one per kind
         version_info = groups.get(_VERSION_INFO)
         raw = _Raw(
@@ -635,7 +636,7 @@ def parse_provide_and_register(elem: _Element) -> Submission:
         raise XdsError([*exc.problems, *problems]) from None
     if problems:
         raise XdsError(problems)
-    return replace(submission, document_refs=refs)
+    return evolve(submission, document_refs=refs)
 
 
 def inline_document(elem: _Element, document_id: str) -> bytes:

@@ -52,7 +52,7 @@ from xds_hub.storage.db import REGISTRY_LOCK, writer_gate
 
 if TYPE_CHECKING:
     from xds_hub.config import Settings
-    from xds_hub.storage.ports import BlobStore
+    from xds_hub.storage.ports import BlobInfo, BlobStore
     from xds_hub.storage.stores import Stores
 
 log = get_logger("xds_hub.imaging.ingest")
@@ -451,7 +451,25 @@ class Ingest:
         except BaseException:
             writer.abort()
             raise
-        now = time.time_ns()
+        rows = self.rows(calling_ae, transfer_syntax, attrs, info, len(meta), time.time_ns())
+        inserted = self._indexer.index(info.key, rows)
+        self._remember(attrs.study_uid, attrs.series_uid, attrs.sop_instance_uid)
+        if not inserted:  # held already (the first copy is kept): drop ours unless it is the same
+            from xds_hub.repository.sweep import discard_blobs
+
+            discard_blobs(self.stores, [info.key])
+        return StoreOutcome(Status.SUCCESS, duplicate=not inserted)
+
+    def rows(
+        self,
+        calling_ae: str,
+        transfer_syntax: str,
+        attrs: InstanceAttributes,
+        blob: BlobInfo,
+        dataset_offset: int,
+        now: int,
+    ) -> _Rows:
+        """The index rows of an instance kept as ``blob``; study and series only when not yet known."""
         study: dict[str, Any] | None = None
         if attrs.study_uid not in self._known:
             establishment = self.settings.domain.establishment_for_ae(calling_ae)
@@ -487,15 +505,9 @@ class Ingest:
             "number_of_frames": attrs.number_of_frames,
             "rows": attrs.rows,
             "columns": attrs.columns,
-            "blob_key": info.key,
-            "size": info.size,
-            "dataset_offset": len(meta),
+            "blob_key": blob.key,
+            "size": blob.size,
+            "dataset_offset": dataset_offset,
             "received": now,
         }
-        inserted = self._indexer.index(info.key, _Rows(study, series, instance))
-        self._remember(attrs.study_uid, attrs.series_uid, attrs.sop_instance_uid)
-        if not inserted:  # held already (the first copy is kept): drop ours unless it is the same
-            from xds_hub.repository.sweep import discard_blobs
-
-            discard_blobs(self.stores, [info.key])
-        return StoreOutcome(Status.SUCCESS, duplicate=not inserted)
+        return _Rows(study, series, instance)

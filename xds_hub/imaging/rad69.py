@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 log = get_logger("xds_hub.imaging.rad69")
 
+#: From this many requested instances on, they are looked up by their studies (one bound value)
+#: rather than one by one (an IN list of SOP Instance UIDs, rebuilt for every request).
+_BY_STUDY = 32
+
 
 @dataclass(frozen=True, slots=True)
 class InstanceRequest:
@@ -159,9 +163,14 @@ def locate(
     stored: dict[str, StoredInstance] = {}
     if ours:
         with stores.engine.connect() as conn:
-            for start in range(0, len(ours), 500):
-                chunk = ours[start : start + 500]
-                found = instances(conn, sop_uids=[i.document.document_unique_id for i in chunk])
+            if len(ours) >= _BY_STUDY:  # a study or series: its instances, filtered here
+                wanted = {i.document.document_unique_id for i in ours}
+                found = instances(conn, study_uids=sorted({i.study_uid for i in ours}))
+                stored.update(
+                    {inst.sop_instance_uid: inst for inst in found if inst.sop_instance_uid in wanted}
+                )
+            else:
+                found = instances(conn, sop_uids=[i.document.document_unique_id for i in ours])
                 stored.update({inst.sop_instance_uid: inst for inst in found})
     ready: list[tuple[InstanceRequest, StoredInstance]] = []
     for item in ours:

@@ -25,9 +25,9 @@ from xds_hub.ebxml.parse import parse_submit_objects_request
 from xds_hub.ebxml.render import render_registry_response
 from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, SoapFault, XdsError
 from xds_hub.log import get_logger
+from xds_hub.registry.group_commit import group_commit
 from xds_hub.registry.register import RegistrationResult, register_submission
 from xds_hub.soap.types import SoapRequest, SoapResponse
-from xds_hub.storage.db import write_transaction
 
 if TYPE_CHECKING:
     from xds_hub.config import Settings
@@ -41,8 +41,7 @@ def register_document_set(stores: Stores, settings: Settings, submission: Submis
     """Validate (as ITI-42) and register ``submission``, atomically.  Raises XdsError."""
     validated = validate_submission(submission, settings.domain, for_repository=False)
     try:
-        with write_transaction(stores.engine) as conn:
-            return register_submission(conn, validated, settings)
+        return group_commit(stores.engine).run(lambda conn: register_submission(conn, validated, settings))
     except OperationalError:
         log.exception("ITI-42: the registry database is unavailable")
         raise XdsError.one(

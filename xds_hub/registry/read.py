@@ -18,7 +18,7 @@ from typing import Any, Final, get_args, get_origin, get_type_hints
 
 from sqlalchemy import Connection, Select, null, select
 
-from xds_hub.domain.metadata import DocumentEntry, RegistryObject
+from xds_hub.domain.metadata import Author, Code, DocumentEntry, RegistryObject, Slot
 from xds_hub.domain.vocabulary import DocumentAvailability
 from xds_hub.storage import codec
 from xds_hub.storage.schema import folder, registry_object
@@ -64,7 +64,10 @@ def _converter(tp: Any) -> Callable[[Any], Any] | None:
 
 def _builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
     """A fast equivalent of :func:`xds_hub.storage.codec.loads` for one dataclass (a decoded JSON
-    object in, the frozen object out): the per-field conversions are worked out once, not per value."""
+    object in, the frozen object out): the per-field conversions are worked out once, not per value.
+
+    Value objects (:data:`_INTERNED`: codes, authors, slots) repeat across documents; equal ones
+    are built once and shared (they are frozen), which is cheaper than building each."""
     known = _BUILDERS.get(cls)
     if known is not None:
         return known
@@ -84,8 +87,42 @@ def _builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
     if not convert:  # e.g. Code: nothing to convert
         build = build_plain
 
+    if cls in _INTERNED:
+        seen = _Interned()
+
+        def build_interned(data: dict[str, Any]) -> Any:
+            for name, fn in convert:
+                value = data.get(name)
+                if value is not None:
+                    data[name] = fn(value)
+            key = tuple(data.items())  # (the codec leaves out defaults: the fields present name it)
+            obj = seen.get(key)
+            if obj is None:
+                obj = seen.keep(key, cls(**data))
+            return obj
+
+        build = build_interned
+
     _BUILDERS[cls] = build
     return build
+
+
+#: Frozen value objects shared between decoded objects.
+_INTERNED: Final = frozenset({Code, Author, Slot})
+
+
+class _Interned(dict[tuple[Any, ...], Any]):
+    """Equal value objects decoded so far (emptied when it reaches :data:`MAX_INTERNED`)."""
+
+    def keep(self, key: tuple[Any, ...], obj: Any) -> Any:
+        if len(self) >= MAX_INTERNED:
+            self.clear()
+        self[key] = obj
+        return obj
+
+
+#: Value objects kept per class.
+MAX_INTERNED: Final = 8192
 
 
 _BUILDERS: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}

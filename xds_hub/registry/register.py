@@ -62,7 +62,6 @@ NIST registry simulator accepts such references.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -73,6 +72,7 @@ from typing import Final, TypeVar
 from sqlalchemy import Connection
 
 from xds_hub.config import Settings
+from xds_hub.domain.evolve import evolve
 from xds_hub.domain.metadata import (
     Association,
     DocumentEntry,
@@ -494,10 +494,15 @@ _Obj = TypeVar("_Obj", DocumentEntry, SubmissionSet, Folder, Association)
 
 
 def _approved(obj: _Obj) -> _Obj:
-    """``obj`` with the attributes the registry assigns: Approved; logicalID = entryUUID, version 1."""
+    """``obj`` with the attributes the registry assigns: Approved; logicalID = entryUUID, version 1.
+
+    Validation has assigned them already, so this is usually ``obj`` itself.
+    """
     if isinstance(obj, Association):
-        return dataclasses.replace(obj, status=Status.APPROVED)
-    return dataclasses.replace(obj, status=Status.APPROVED, logical_id=obj.entry_uuid, version="1")
+        return obj if obj.status is Status.APPROVED else evolve(obj, status=Status.APPROVED)
+    if obj.status is Status.APPROVED and obj.logical_id == obj.entry_uuid and obj.version == "1":
+        return obj
+    return evolve(obj, status=Status.APPROVED, logical_id=obj.entry_uuid, version="1")
 
 
 def register_submission(
@@ -527,11 +532,11 @@ def register_submission(
 
     stamp = dtm(moment)
     added = reg.carried_memberships()
-    registered = dataclasses.replace(
+    registered = evolve(
         submission,
         submission_set=_approved(submission.submission_set),
         documents=tuple(_approved(d) for d in submission.documents),
-        folders=tuple(dataclasses.replace(_approved(f), last_update_time=stamp) for f in submission.folders),
+        folders=tuple(evolve(_approved(f), last_update_time=stamp) for f in submission.folders),
         associations=tuple(_approved(a) for a in (*submission.associations, *added)),
     )
     deprecated = reg.deprecations()

@@ -18,7 +18,6 @@ document (the Imaging Document Source's RAD-68 KOS publication).
 from __future__ import annotations
 
 import binascii
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from xds_hub import ns
+from xds_hub.domain.evolve import evolve
 from xds_hub.domain.metadata import DocumentEntry, Submission
 from xds_hub.domain.validate import validate_submission
 from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
@@ -35,11 +35,11 @@ from xds_hub.ebxml.parse import parse_provide_and_register
 from xds_hub.ebxml.render import render_registry_response
 from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, SoapFault, XdsError
 from xds_hub.log import get_logger
+from xds_hub.registry.group_commit import group_commit
 from xds_hub.registry.register import RegistrationResult, register_submission
 from xds_hub.repository.store import StoredDocument, find_documents, insert_documents
 from xds_hub.repository.sweep import discard_blobs, missing_blobs
 from xds_hub.soap.types import SoapRequest, SoapResponse
-from xds_hub.storage.db import write_transaction
 from xds_hub.storage.ports import BlobInfo, BlobWriter
 
 if TYPE_CHECKING:
@@ -212,14 +212,12 @@ def attach_contents(
                 )
             )
         documents.append(
-            dataclasses.replace(
-                entry, hash=info.sha1, size=info.size, repository_unique_id=repository_unique_id
-            )
+            evolve(entry, hash=info.sha1, size=info.size, repository_unique_id=repository_unique_id)
         )
     if found:
         raise XdsError(found)
     refs = {d: submission.document_refs.get(d, "blob:" + info.key) for d, info in contents.items()}
-    return dataclasses.replace(submission, documents=tuple(documents), document_refs=refs)
+    return evolve(submission, documents=tuple(documents), document_refs=refs)
 
 
 def _record_documents(
@@ -299,10 +297,15 @@ def provide_and_register(
             if entry.entry_uuid in contents
         }
         validated = validate_submission(attached, settings.domain, for_repository=True)
-        with write_transaction(stores.engine) as conn:
+
+        def store(conn: Connection) -> RegistrationResult:
             result = register_submission(conn, validated, settings)
             _record_documents(conn, stores, result.submission, by_unique_id, repo_id)
-        return result
+            return result
+
+        # Parsing, validation and the blobs are done: only the checks and inserts run under the
+        # writer lock, committed together with those of concurrent submissions (group commit).
+        return group_commit(stores.engine).run(store)
     except XdsError:
         _discard_quietly(stores, discard)
         raise
