@@ -23,8 +23,14 @@ LeafClass objects) exactly as the SOAP handler calls it.  Three shapes:
 
 With ``--http`` the ``patient`` shape is also sent as SOAP 1.2 over HTTP to a real ``xds-hub
 serve`` on the same database (one keep-alive client), and the server CPU seconds per 1,000
-queries are read from /proc.  Reported: median, p90, p99 and max latency (ms) and rows per query,
-the median over ``--runs`` runs of ``--queries`` queries each (after 200 warm-up queries).
+queries are read from /proc.  In the same run, alternating with the hub's runs, the same client
+sends the same requests to a do-nothing endpoint: gunicorn with the hub's worker class and
+worker/thread counts, answering every request with one fixed AdhocQueryResponse of a typical
+size (10 DocumentEntries, captured from the hub).  Its latency is the floor that the machine,
+gunicorn and the client set; on a shared machine quote the hub against it.
+
+Reported: median, p90, p99 and max latency (ms) and rows per query, the median over ``--runs``
+runs of ``--queries`` queries each (after 200 warm-up queries).
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ import math
 import os
 import platform
 import random
+import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +63,7 @@ from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from tests.hubproc import PG_ADMIN_URL, Hub, create_pg_database, drop_pg_database  # noqa: E402
+from tests.hubproc import PG_ADMIN_URL, Hub, create_pg_database, drop_pg_database, free_port  # noqa: E402
 from xds_hub import ns  # noqa: E402
 from xds_hub.client.soap import build_envelope  # noqa: E402
 from xds_hub.client.xds import encode_query_value  # noqa: E402
@@ -443,7 +451,7 @@ def _group_cpu(pgid: int) -> float:
     return total / CLK_TCK
 
 
-def measure_http(hub: Hub, pids: list[str], n: int, seed: int) -> Stats:
+def measure_http(hub: Hub | NullEndpoint, pids: list[str], n: int, seed: int) -> Stats:
     url = hub.url("/xds/registry")
     headers = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{SoapAction.ITI18.value}"'}
     rng = random.Random(seed)
@@ -463,6 +471,82 @@ def measure_http(hub: Hub, pids: list[str], n: int, seed: int) -> Stats:
                 raise RuntimeError(f"query failed: HTTP {response.status_code} {response.content[:500]!r}")
         cpu = _group_cpu(hub.process.pid) - cpu0
     return Stats(lat, rows, cpu_per_1000=cpu * 1000 / n)
+
+
+NULL_APP = """\
+\"\"\"A SOAP endpoint that does nothing: reads the request, answers one fixed AdhocQueryResponse.\"\"\"
+import pathlib
+
+BODY = pathlib.Path(__file__).with_name("answer.xml").read_bytes()
+HEADERS = [
+    ("Content-Type", "application/soap+xml; charset=utf-8"),
+    ("Content-Length", str(len(BODY))),
+]
+
+
+def app(environ, start_response):
+    stream = environ["wsgi.input"]
+    while stream.read(1 << 20):
+        pass
+    start_response("200 OK", HEADERS)
+    return [BODY]
+"""
+
+
+@dataclass
+class NullEndpoint:
+    """gunicorn with the hub's worker class and counts, answering ``answer`` to every request."""
+
+    folder: Path
+    answer: bytes
+    settings: Settings
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> NullEndpoint:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "nullapp.py").write_text(NULL_APP)
+        (self.folder / "answer.xml").write_bytes(self.answer)
+        self.port = free_port()
+        cmd = [
+            sys.executable, "-m", "gunicorn", "--chdir", str(self.folder),
+            "-k", "xds_hub.httpworker.HubWorker", "-w", str(self.settings.http_workers),
+            "--threads", str(self.settings.http_threads), "-b", f"127.0.0.1:{self.port}",
+            "--keep-alive", "30", "--log-level", "warning", "nullapp:app",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(cmd, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.post(self.url("/xds/registry"), data=b"x", timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("the do-nothing endpoint did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(30)
+        self.process = None
+
+
+def typical_answer(hub: Hub, pids: list[str], docs: int = 10) -> bytes:
+    """A real FindDocuments answer of the hub with ``docs`` DocumentEntries (or the closest found)."""
+    url = hub.url("/xds/registry")
+    headers = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{SoapAction.ITI18.value}"'}
+    best = b""
+    for pid in random.Random(10).sample(pids, min(len(pids), 200)):
+        answer = requests.post(url, data=_request_bytes(url, pid), headers=headers, timeout=60).content
+        if abs(answer.count(b"ExtrinsicObject ") - docs) < abs(best.count(b"ExtrinsicObject ") - docs):
+            best = answer
+        if best.count(b"ExtrinsicObject ") == docs:
+            break
+    return best
 
 
 def summarize(runs: list[Stats]) -> dict[str, float]:
@@ -513,12 +597,23 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path) -> list[tupl
             folder = work / f"hub-{backend}"
             folder.mkdir(exist_ok=True)
             hub = Hub(folder=folder, db_url=url).start()
+            null: NullEndpoint | None = None
             try:
+                null = NullEndpoint(work / "null", typical_answer(hub, pids), hub.settings).start()
                 measure_http(hub, pids, 200, seed=0)
-                runs = [measure_http(hub, pids, args.queries, seed=r + 1) for r in range(args.runs)]
+                measure_http(null, pids, 200, seed=0)
+                runs, floor = [], []
+                for r in range(args.runs):  # alternating, so both see the same machine load
+                    runs.append(measure_http(hub, pids, args.queries, seed=r + 1))
+                    floor.append(measure_http(null, pids, args.queries, seed=r + 1))
                 results.append((f"{backend} · HTTP · patient", summarize(runs)))
-                print(results[-1], flush=True)
+                results.append(
+                    (f"{backend} · HTTP · do-nothing endpoint (fixed 10-document answer)", summarize(floor))
+                )
+                print(results[-2], results[-1], flush=True)
             finally:
+                if null is not None:
+                    null.stop()
                 hub.stop()
     finally:
         if drop:
