@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -188,6 +189,7 @@ def run_load(hub: Hub, clients: int, seconds: float, backend: str, seed: int = 1
     for t in threads:
         t.join()
     elapsed = time.monotonic() - began
+    shutil.rmtree(out_dir, ignore_errors=True)
     cpu = (_group_cpu(group) - cpu_before) if group else 0.0
     return LoadResult(backend, clients, elapsed, logs, cpu)
 
@@ -269,6 +271,7 @@ def run_backend(backend: str, clients: int, seconds: float) -> tuple[LoadResult,
         hub.stop(signal.SIGKILL)  # verified already; a SIGTERM stop waits 30 s on the DICOM actor
         if backend == "postgresql":
             drop_pg_database(hub.db_url)
+        shutil.rmtree(folder, ignore_errors=True)
     return result, problems
 
 

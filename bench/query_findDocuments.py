@@ -46,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -451,6 +452,20 @@ def _group_cpu(pgid: int) -> float:
     return total / CLK_TCK
 
 
+def warm_up(hub: Hub | NullEndpoint, pids: list[str], n: int, clients: int = 4) -> None:
+    """``n`` queries from ``clients`` concurrent connections, so that every gunicorn worker has
+    imported its handlers and filled its caches before the clock starts (one connection is served
+    by one worker; a run's new connection may land on a worker that has not answered yet)."""
+    threads = [
+        threading.Thread(target=measure_http, args=(hub, pids, n // clients, 1000 + i))
+        for i in range(clients)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def measure_http(hub: Hub | NullEndpoint, pids: list[str], n: int, seed: int) -> Stats:
     url = hub.url("/xds/registry")
     headers = {"Content-Type": f'application/soap+xml; charset=UTF-8; action="{SoapAction.ITI18.value}"'}
@@ -600,8 +615,8 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path) -> list[tupl
             null: NullEndpoint | None = None
             try:
                 null = NullEndpoint(work / "null", typical_answer(hub, pids), hub.settings).start()
-                measure_http(hub, pids, 200, seed=0)
-                measure_http(null, pids, 200, seed=0)
+                warm_up(hub, pids, 400)
+                warm_up(null, pids, 400)
                 runs, floor = [], []
                 for r in range(args.runs):  # alternating, so both see the same machine load
                     runs.append(measure_http(hub, pids, args.queries, seed=r + 1))

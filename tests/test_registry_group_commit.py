@@ -142,3 +142,14 @@ def test_iti42_group_commit_many_threads_all_committed(stores: Stores) -> None:
             select(func.count()).select_from(patient).where(patient.c.patient_id.in_(pids))
         ).scalar_one()
     assert count == len(pids)
+
+
+def test_iti42_group_commit_refuses_a_nested_unit(stores: Stores) -> None:
+    committer = GroupCommit(stores.engine)
+
+    def nested(_conn: Connection) -> None:
+        committer.run(_add_patient("GCN^^^&1.2.3&ISO"))
+
+    with pytest.raises(RuntimeError, match="cannot start another"):
+        committer.run(nested)
+    assert committer.run(_add_patient("GCO^^^&1.2.3&ISO")) == "GCO^^^&1.2.3&ISO"

@@ -38,7 +38,7 @@ def test_dicom_stop_after_a_port_probe_is_prompt(tmp_path: Path) -> None:
     stopper = threading.Thread(target=actor.stop, daemon=True)
     began = time.monotonic()
     stopper.start()
-    stopper.join(5)
+    stopper.join(3)
     took = time.monotonic() - began
     record_fault(
         "Shutdown",
@@ -47,4 +47,4 @@ def test_dicom_stop_after_a_port_probe_is_prompt(tmp_path: Path) -> None:
         f"still stopping after {took:.1f} s" if stopper.is_alive() else f"stopped in {took:.1f} s",
         as_expected=not stopper.is_alive(),
     )
-    assert not stopper.is_alive(), "DicomActor.stop() still waiting after 5 s"
+    assert not stopper.is_alive(), "DicomActor.stop() still waiting after 3 s"

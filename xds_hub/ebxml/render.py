@@ -138,9 +138,12 @@ def _slot_values(
 # thread: lxml trees must not be shared between threads) and deep-copied; the copy gets its ids.
 # ---------------------------------------------------------------------------------------------
 
-#: Templates kept per kind and thread before the cache is emptied (codes come from the affinity
-#: domain's value sets, so this is rarely reached).
-_MAX_TEMPLATES = 4096
+#: Templates kept per thread before a cache is emptied (a template is ~3.5 KB: with 16 HTTP
+#: threads these bound the caches to ~6 MB a thread).  Codes come from the affinity domain's
+#: value sets and authors repeat per institution; shapes vary with the optional attributes only.
+_MAX_CODES = 1024
+_MAX_AUTHORS = 256
+_MAX_SHAPES = 256
 
 #: A shape template and, for each of its variable nodes in document order, the attribute that
 #: takes the value (None: the node's text).
@@ -158,8 +161,8 @@ class _Templates(threading.local):
 _TEMPLATES = _Templates()
 
 
-def _remember(cache: dict[_K, _V], key: _K, element: _V) -> _V:
-    if len(cache) >= _MAX_TEMPLATES:
+def _remember(cache: dict[_K, _V], key: _K, element: _V, limit: int) -> _V:
+    if len(cache) >= limit:
         cache.clear()
     cache[key] = element
     return element
@@ -266,7 +269,7 @@ def _registry_object(
         shape = _shape_template(
             tag, names, counts, title is not None, comments is not None, not for_submission
         )
-        _remember(cache, key, shape)
+        _remember(cache, key, shape, _MAX_SHAPES)
     template, kinds = shape
     el = _clone(template)
     for name, value in present.items():
@@ -292,7 +295,7 @@ def _code(elem: _Element, obj_id: str, scheme: str, code: Code, index: int) -> N
     key = (scheme, code.code, code.scheme, code.display)  # (hashing strings, not the dataclass)
     template = cache.get(key)
     if template is None:
-        template = _remember(cache, key, _code_template(scheme, code))
+        template = _remember(cache, key, _code_template(scheme, code), _MAX_CODES)
     _classified(elem, template, obj_id, scheme, index)
 
 
@@ -302,7 +305,7 @@ def _authors(elem: _Element, obj_id: str, scheme: str, authors: Sequence[Author]
         key = (scheme, author.person, author.institutions, author.roles, author.specialties, author.telecoms)
         template = cache.get(key)
         if template is None:
-            template = _remember(cache, key, _author_template(scheme, author))
+            template = _remember(cache, key, _author_template(scheme, author), _MAX_AUTHORS)
         _classified(elem, template, obj_id, scheme, index)
 
 
@@ -322,7 +325,7 @@ def _identifiers(elem: _Element, obj: object, table: Mapping[str, tuple[str, str
     for scheme, (fld, label) in table.items():
         template = cache.get((scheme, label))
         if template is None:
-            template = _remember(cache, (scheme, label), _identifier_template(scheme, label))
+            template = _remember(cache, (scheme, label), _identifier_template(scheme, label), _MAX_CODES)
         ei = _clone(template)
         ei.set("id", child_id(obj_id, scheme))
         ei.set("registryObject", obj_id)

@@ -67,18 +67,22 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Unit[Any]] = []
         self._busy = False
+        self._leader: int | None = None  # the thread running a batch
 
     def after_fork(self) -> None:
         """In a forked child: forget the parent's queue and leader (their threads are not here)."""
         self._lock = threading.Lock()
         self._queue = []
         self._busy = False
+        self._leader = None
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work(conn)`` in a write transaction and return its result once committed.
 
         Raises what ``work`` raised (its changes rolled back), or the error of the commit.
         """
+        if self._leader == threading.get_ident():
+            raise RuntimeError("a unit of work of a group commit cannot start another one")
         unit: _Unit[T] = _Unit(work)
         with self._lock:
             self._queue.append(unit)
@@ -95,9 +99,11 @@ class GroupCommit:
         with self._lock:
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
+        self._leader = threading.get_ident()
         try:
             self._commit(batch)
         finally:
+            self._leader = None
             with self._lock:
                 successor = self._queue[0] if self._queue else None
                 if successor is None:

@@ -28,6 +28,8 @@ from sqlalchemy.exc import DBAPIError
 
 #: The advisory lock key that serialises registry writers on PostgreSQL.
 REGISTRY_LOCK = 0x5844_5348  # "XDSH"
+#: Built once, so SQLAlchemy compiles it once.
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -154,7 +156,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 yield conn
         return
     with engine.connect() as conn, conn.begin():
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": REGISTRY_LOCK})
+        conn.execute(_ADVISORY_LOCK, {"k": REGISTRY_LOCK})
         yield conn
 
 
