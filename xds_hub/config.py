@@ -31,6 +31,11 @@ CODE_KINDS = (
 )
 
 
+#: Defaults of the orphan-blob sweep (see Settings.blob_sweep_*).
+BLOB_SWEEP_GRACE_SECONDS = 3600.0
+BLOB_SWEEP_INTERVAL_SECONDS = 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class CodeEntry:
     code: str
@@ -157,6 +162,11 @@ class Settings:
     max_request_bytes: int = 2 * 1024**3
     #: Log level for the structured (JSON lines) log on stderr.
     log_level: str = "WARNING"
+    #: Orphan blobs (stored but referenced by nothing) are deleted once older than this (seconds);
+    #: the grace protects submissions still in flight.
+    blob_sweep_grace_seconds: float = BLOB_SWEEP_GRACE_SECONDS
+    #: How often the orphan-blob sweep runs (seconds; it also runs at start-up).
+    blob_sweep_interval_seconds: float = BLOB_SWEEP_INTERVAL_SECONDS
     # -- security (ITI-19 node authentication, ITI-20 audit); see xds_hub/security, xds_hub/audit --
     #: PEM certificate (chain) and private key of the hub: when set, the listeners speak TLS 1.2+.
     tls_cert: str = ""
@@ -395,6 +405,8 @@ def render_toml(settings: Settings) -> str:
             "max_query_results": settings.max_query_results,
             "max_request_bytes": settings.max_request_bytes,
             "log_level": settings.log_level,
+            "blob_sweep_grace_seconds": settings.blob_sweep_grace_seconds,
+            "blob_sweep_interval_seconds": settings.blob_sweep_interval_seconds,
         },
         "affinity_domain": {
             "assigning_authority": d.assigning_authority,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Table, select
 
+from xds_hub.config import BLOB_SWEEP_GRACE_SECONDS, BLOB_SWEEP_INTERVAL_SECONDS
 from xds_hub.log import get_logger
 from xds_hub.storage.db import write_transaction
 from xds_hub.storage.schema import repository_document
@@ -39,9 +40,9 @@ if TYPE_CHECKING:
 log = get_logger("xds_hub.repository.sweep")
 
 #: A blob younger than this (seconds since it was last written) is never swept.
-DEFAULT_GRACE_SECONDS = 3600.0
+DEFAULT_GRACE_SECONDS = BLOB_SWEEP_GRACE_SECONDS
 #: How often the sweeper actor runs after its start-up pass.
-DEFAULT_INTERVAL_SECONDS = 3600.0
+DEFAULT_INTERVAL_SECONDS = BLOB_SWEEP_INTERVAL_SECONDS
 #: Blobs checked and deleted per write transaction (keeps the writer lock short).
 BATCH = 200
 
@@ -192,6 +193,6 @@ def make_sweeper(settings: Settings, stores: Stores) -> OrphanSweeper:
     """ActorSpec factory (``xds_hub.server.ACTORS``)."""
     return OrphanSweeper(
         stores,
-        grace_seconds=float(getattr(settings, "blob_sweep_grace_seconds", DEFAULT_GRACE_SECONDS)),
-        interval_seconds=float(getattr(settings, "blob_sweep_interval_seconds", DEFAULT_INTERVAL_SECONDS)),
+        grace_seconds=settings.blob_sweep_grace_seconds,
+        interval_seconds=settings.blob_sweep_interval_seconds,
     )
