@@ -23,7 +23,8 @@ Scenarios, each a median of ``--runs`` runs on fresh servers:
   temporary folder the servers use (the machine's disk latency under its current load).
 - Retrieval of a ``--study``-instance study of 513 KB instances: RAD-69 (MTOM) and WADO-RS
   (multipart/related, stored transfer syntax) from the hub, WADO-RS from Orthanc's DICOMweb
-  plugin; the client streams each body and counts its bytes.  MB/s, and the growth of the hub's
+  plugin, ``--requests`` times each per server (the first one included); the client streams each
+  body and counts its bytes.  MB/s, and the growth of the hub's
   HTTP workers' peak RSS while the study streams (VmHWM reset through /proc/PID/clear_refs).
 """
 
@@ -417,27 +418,23 @@ def run(args: argparse.Namespace) -> str:
                         continue
                     storescu(server, study_dir)
                     base = f"http://127.0.0.1:{server.http_port}"
-                    if start is start_hub:
-                        body = _rad69_body(study_uid, sops)
-                        headers = {"Content-Type": RAD69_CONTENT_TYPE}
-                        fetch.setdefault("xds-hub RAD-69", []).append(
-                            retrieve(
-                                server,
-                                f"{base}/xdsi/source",
-                                "POST",
-                                {"data": body, "headers": headers},
-                                args.study,
-                            )
-                        )
-                        fetch.setdefault("xds-hub WADO-RS", []).append(
-                            retrieve(server, f"{base}/dicomweb/studies/{study_uid}", "GET",
-                                     {"headers": {"Accept": DICOM_ANY}}, args.study)
-                        )  # fmt: skip
-                    else:
-                        fetch.setdefault("Orthanc WADO-RS", []).append(
-                            retrieve(server, f"{base}/dicom-web/studies/{study_uid}", "GET",
-                                     {"headers": {"Accept": DICOM_ANY}}, args.study)
-                        )  # fmt: skip
+                    for _request in range(args.requests):
+                        if start is start_hub:
+                            body = _rad69_body(study_uid, sops)
+                            headers = {"Content-Type": RAD69_CONTENT_TYPE}
+                            fetch.setdefault("xds-hub RAD-69", []).append(
+                                retrieve(server, f"{base}/xdsi/source", "POST",
+                                         {"data": body, "headers": headers}, args.study)
+                            )  # fmt: skip
+                            fetch.setdefault("xds-hub WADO-RS", []).append(
+                                retrieve(server, f"{base}/dicomweb/studies/{study_uid}", "GET",
+                                         {"headers": {"Accept": DICOM_ANY}}, args.study)
+                            )  # fmt: skip
+                        else:
+                            fetch.setdefault("Orthanc WADO-RS", []).append(
+                                retrieve(server, f"{base}/dicom-web/studies/{study_uid}", "GET",
+                                         {"headers": {"Accept": DICOM_ANY}}, args.study)
+                            )  # fmt: skip
     small_kb = folder_bytes(small) / args.small / 1e3
     shutil.rmtree(work, ignore_errors=True)
     return report(args, ingest, fetch, small_kb, study_mb, probes)
@@ -455,8 +452,9 @@ def report(
         f"## Imaging (IMAGING helper, {time.strftime('%Y-%m-%d')})",
         "",
         f"`python -m bench.imaging_bench --runs {args.runs} --small {args.small} --large {args.large} "
-        f"--study {args.study} --parallel {args.parallel} --backend {args.backend}`, in a loopback-only "
-        "network namespace, DCMTK 3.6.7 storescu (`TCP_NODELAY=1`, one association), Orthanc 1.10.1 "
+        f"--study {args.study} --parallel {args.parallel} --requests {args.requests} "
+        f"--backend {args.backend}`, in a loopback-only network namespace, DCMTK 3.6.7 storescu "
+        "(`TCP_NODELAY=1`, one association), Orthanc 1.10.1 "
         "from Debian (older than upstream 1.12) with DICOMweb 1.7 and PostgreSQL 4.0 plugins. "
         f"Fresh servers per run; medians of {args.runs} runs; CPU = utime+stime of the server's process "
         "tree per instance.",
@@ -501,7 +499,8 @@ def report(
         + ", ".join(f"{p:.2f}" for p in probes)
         + ".",
         "",
-        f"| retrieval of a {args.study}-instance study ({study_mb:.0f} MB) | MB/s | ratio to Orthanc "
+        f"| retrieval of a {args.study}-instance study ({study_mb:.0f} MB), median of {args.requests} "
+        f"requests x {args.runs} runs | MB/s | ratio to Orthanc "
         "WADO-RS | server CPU ms/inst | peak RSS growth of a server process (MB) |",
         "| --- | --- | --- | --- | --- |",
     ]
@@ -522,6 +521,7 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=200)
     parser.add_argument("--study", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=0, help="also N associations at once (N > 1)")
+    parser.add_argument("--requests", type=int, default=3, help="retrievals of the study per server")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--append", type=Path, help="append the report to this Markdown file")
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)

@@ -48,7 +48,7 @@ def make_instance(
     study_date: str = "20240115",
 ) -> FileDataset:
     """A small CT image (Explicit VR Little Endian) with random 16-bit pixels."""
-    sop_uid = sop_uid or generate_uid()
+    sop_uid = UID(sop_uid or generate_uid())
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop_uid
@@ -200,7 +200,7 @@ def storage_scp(port: int, ae_title: str) -> Iterator[Received]:
 
     def on_store(event: evt.Event) -> int:
         with lock:
-            received.instances[str(event.request.AffectedSOPInstanceUID)] = (
+            received.instances[str(getattr(event.request, "AffectedSOPInstanceUID", ""))] = (
                 str(event.context.transfer_syntax),
                 event.encoded_dataset(include_meta=False),
             )
@@ -209,8 +209,10 @@ def storage_scp(port: int, ae_title: str) -> Iterator[Received]:
 
     ae = AE(ae_title=ae_title)
     for cx in AllStoragePresentationContexts:
+        assert cx.abstract_syntax is not None
         ae.add_supported_context(cx.abstract_syntax, [*map(str, _ALL_TS)])
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert server is not None
     try:
         yield received
     finally:

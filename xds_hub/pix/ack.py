@@ -7,7 +7,7 @@ Table 0357 code, severity E), with the explanation in ERR-8.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,8 +20,8 @@ DEFAULT_VERSION = "2.5"
 
 
 def control_id() -> str:
-    """A fresh MSH-10 (20 characters, unique)."""
-    return uuid.uuid4().hex[:20]
+    """A fresh MSH-10 (20 hexadecimal characters: 80 random bits, unique)."""
+    return os.urandom(10).hex()
 
 
 def reply_msh(msg: V2Message | None, pix: PixSettings, message_type: Repetition) -> Any:

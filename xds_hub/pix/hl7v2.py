@@ -10,11 +10,14 @@ a :class:`~xds_hub.errors.ParseError`.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import hl7
+from hl7.parser import _ParsePlan
+from hl7.parser import _split as _hl7_split
 from hl7.util import escape as _hl7_escape
 from hl7.util import unescape as _hl7_unescape
 
@@ -75,11 +78,75 @@ _Component = Factory.create_component
 
 #: Plain list indexing (python-hl7 containers override ``__getitem__`` with slower logic).
 _get = list.__getitem__
+_set = list.__setitem__
+
+# ---------------------------------------------------------------------------------------------
+# Parsing: python-hl7's own splitter, driven by parse plans built once
+# ---------------------------------------------------------------------------------------------
+#
+# ``hl7.parse`` builds a fresh ``_ParsePlan`` for every element it splits (and checks it with an
+# assertion), which was half of its cost here.  The plans below are python-hl7's ``_ParsePlan``
+# with each level built once (the separators are always the standard ones: :func:`parse` refuses
+# others), handed to the library's own ``_split``.  A message is split by the library down to its
+# fields only (:data:`_MESSAGE_PLAN`); a field is split into repetitions, components and
+# subcomponents, again by the library (:data:`_FIELD_PLAN`), the first time a reader asks for it:
+# a feed reads MSH-9 and PID-3/5/7/8, and the other fields stay text, copied as they are into the
+# ACK or echoed (QPD).  The trees are those ``hl7.parse`` builds (a test compares them).
+
+_CONTAINERS: tuple[Any, ...] = (_Message, _Segment, _Field, _Repetition, _Component)
+
+
+class _Plan(_ParsePlan):  # type: ignore[misc]
+    """A level of python-hl7's parse plan whose deeper levels are built once (``next``), with the
+    library's semantics: ``applies`` when the text holds this level's or a deeper separator."""
+
+    def __init__(self, level: int, deepest: int) -> None:
+        self.separator = SEPARATORS[level]
+        self.separators = SEPARATORS
+        self.containers = list(_CONTAINERS[level : deepest + 1])
+        self.esc = "\\"
+        self.factory = Factory
+        self._tail = SEPARATORS[level:]
+        self._make = _CONTAINERS[level]
+        self._next = _Plan(level + 1, deepest) if level < deepest else None
+
+    def next(self) -> _Plan | None:
+        return self._next
+
+    def applies(self, text: str) -> bool:
+        for sep in self._tail:
+            if sep in text:
+                return True
+        return False
+
+    def container(self, data: list[Any]) -> Any:
+        return self._make(None, data, "\\", SEPARATORS, Factory)
+
+
+#: Message > segments > fields (left as text).
+_MESSAGE_PLAN = _Plan(0, 1)
+#: Field > repetitions > components > subcomponents.
+_FIELD_PLAN = _Plan(2, 4)
+#: What makes a field more than one plain value.
+_FIELD_SEPARATORS = SEPARATORS[2:]
+
+
+def _split_field(text: str) -> Any:
+    """A field's tree, as ``hl7.parse`` builds it."""
+    return _hl7_split(text, _FIELD_PLAN)
 
 
 def _leaf(node: Any, rest: tuple[int, ...]) -> str:
     # A leaf reached before the end of the path stands for position 1 of every deeper level.
     return str(node) if all(i == 1 for i in rest) else ""
+
+
+def _plain(text: str) -> bool:
+    """True when a field's text holds no repetition, component or subcomponent separator."""
+    for sep in _FIELD_SEPARATORS:
+        if sep in text:
+            return False
+    return True
 
 
 class Segment:
@@ -88,8 +155,19 @@ class Segment:
     __slots__ = ("id", "raw")
 
     def __init__(self, raw: Any) -> None:
-        self.raw = raw  # hl7.Segment
-        self.id = str(raw[0][0]) if len(raw) and len(raw[0]) else ""
+        self.raw = raw  # hl7.Segment: its fields are text until first read (_field)
+        first = _get(raw, 0) if len(raw) else ""
+        self.id = first if isinstance(first, str) else (str(_get(first, 0)) if len(first) else "")
+
+    def _field(self, field: int) -> Any:
+        """Field ``field`` (1 <= field < len), split by python-hl7 on first use; plain text stays
+        a string."""
+        raw = self.raw
+        node = _get(raw, field)
+        if isinstance(node, str) and not _plain(node):
+            node = _split_field(node)
+            _set(raw, field, node)
+        return node
 
     def value(self, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
         """The unescaped value at field/rep/comp/sub, ``""`` when absent.
@@ -105,8 +183,9 @@ class Segment:
             # python-hl7 keeps MSH-1 and MSH-2 as fields 1 and 2, unsplit.
             f = _get(raw, field)
             return str(_get(f, 0)) if f else ""
-        node: Any = _get(raw, field)
-        path = (rep, comp, sub)
+        return self._walk(self._field(field), (rep, comp, sub))
+
+    def _walk(self, node: Any, path: tuple[int, ...]) -> str:
         for depth, index in enumerate(path):
             if isinstance(node, str):
                 text = _leaf(node, path[depth:])
@@ -123,20 +202,37 @@ class Segment:
                     return ""
                 node = _get(node, 0)
             text = node
-        return str(_hl7_unescape(raw, text)) if raw.esc in text else text
+        return str(_hl7_unescape(self.raw, text)) if "\\" in text else text
+
+    def values(self, field: int, rep: int, paths: tuple[tuple[int, int], ...]) -> list[str]:
+        """``[value(field, rep, comp, sub) for comp, sub in paths]``, walking to the repetition
+        once (a CX's ID and assigning authority, a name's parts)."""
+        raw = self.raw
+        if field >= len(raw) or field < 1 or (field <= 2 and self.id == "MSH"):
+            return [self.value(field, rep, c, s) for c, s in paths]
+        node = self._field(field)
+        if isinstance(node, str) or (len(node) == 1 and isinstance(_get(node, 0), str)):
+            text = node if isinstance(node, str) else _get(node, 0)
+            return [self._walk(text, (rep, c, s)) for c, s in paths]
+        if rep < 1 or rep > len(node):
+            return [""] * len(paths)
+        repetition = _get(node, rep - 1)
+        return [self._walk(repetition, (c, s)) for c, s in paths]
 
     def repetitions(self, field: int) -> int:
         """How many repetitions field ``field`` holds (0 when empty)."""
         if field >= len(self.raw) or field < 1:
             return 0
-        f = self.raw[field]
+        f = self._field(field)
+        if isinstance(f, str):
+            return 1 if f else 0
         if len(f) == 1 and isinstance(f[0], str):
             return 1 if f[0] else 0
         return len(f)
 
     def field_text(self, field: int) -> str:
         """The raw (still escaped) text of a field."""
-        return str(self.raw[field]) if field < len(self.raw) else ""
+        return str(_get(self.raw, field)) if field < len(self.raw) else ""
 
 
 class V2Message:
@@ -147,9 +243,7 @@ class V2Message:
         self.text = text
         self.segments: list[Segment] = [Segment(s) for s in raw]
         self.msh = msh = self.segments[0]
-        self.message_type = msh.value(9, comp=1)
-        self.trigger_event = msh.value(9, comp=2)
-        self.structure = msh.value(9, comp=3)
+        self.message_type, self.trigger_event, self.structure = msh.values(9, 1, ((1, 1), (2, 1), (3, 1)))
         self.control_id = msh.value(10)
         self.processing_id = msh.value(11)
         self.version = msh.value(12)
@@ -164,14 +258,16 @@ class V2Message:
 
 def _normalise(text: str) -> str:
     # Segments end with CR (HL7 2.5 2.5.5); tolerate LF and CRLF from files and lax senders.
-    return text.replace("\r\n", "\r").replace("\n", "\r").strip("\r\n \t\x00")
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    return text.strip("\r\n \t\x00")
 
 
 def parse(text: str, segments: frozenset[str] | None = None) -> V2Message:
     """Parse one HL7 v2 message; :class:`ParseError` unless it starts with a readable MSH segment.
 
     With ``segments``, only those segments are handed to python-hl7 (a receiver that reads PID
-    need not build the tree of every PV1, OBX or NK1 a sender adds); MSH is always kept.
+    need not split every PV1, OBX or NK1 a sender adds); MSH is always kept.
     """
     text = _normalise(text)
     if not text.startswith("MSH") or len(text) < 8:
@@ -180,9 +276,10 @@ def parse(text: str, segments: frozenset[str] | None = None) -> V2Message:
         raise ParseError("MSH-1/MSH-2 must be the standard delimiters |^~\\& (ITI TF-2x C.2.2)")
     if segments is not None:
         lines = text.split("\r")
-        text = "\r".join([lines[0], *(line for line in lines[1:] if line[:3] in segments)])
+        if any(line[:3] not in segments for line in lines[1:]):
+            text = "\r".join([lines[0], *(line for line in lines[1:] if line[:3] in segments)])
     try:
-        raw = hl7.parse(text, factory=Factory)
+        raw = _hl7_split(text, _MESSAGE_PLAN)
     except Exception as exc:  # python-hl7 raises ParseException, IndexError, ... on bad input
         raise ParseError(f"not a readable HL7 v2 message: {exc}") from exc
     if not isinstance(raw, hl7.Message) or len(raw) == 0:
@@ -238,10 +335,12 @@ def _repetition(value: Repetition) -> Any:
 
 
 def _field(value: FieldValue) -> Any:
+    # A field of one plain value stays a string in the segment (as in a parsed one): python-hl7
+    # renders it the same, without a container to build and walk.
     if isinstance(value, Raw):
-        return _Field(sequence=[str(value)])
+        return str(value)
     if isinstance(value, str):
-        return _Field(sequence=[escape(value)])
+        return escape(value)
     if isinstance(value, tuple):
         return _Field(sequence=[_repetition(value)])
     return _Field(sequence=[_repetition(r) for r in value])
@@ -249,27 +348,34 @@ def _field(value: FieldValue) -> Any:
 
 def segment(segment_id: str, *fields: FieldValue) -> Any:
     """A segment; for MSH, ``fields`` start at MSH-3 (MSH-1 and MSH-2 are the standard ones)."""
-    seq: list[Any] = [_Field(sequence=[segment_id])]
-    if segment_id == "MSH":
-        seq += [
-            _Field(sequence=["|"]),
-            _Field(sequence=[ENCODING_CHARACTERS]),
-        ]
+    seq: list[Any] = [segment_id, "|", ENCODING_CHARACTERS] if segment_id == "MSH" else [segment_id]
     seq += [_field(f) for f in fields]
     # Trailing empty fields are not sent (HL7 2.5 2.5.3).
-    while len(seq) > 1 and str(seq[-1]) == "":
+    while len(seq) > 1 and (seq[-1] == "" or str(seq[-1]) == ""):
         seq.pop()
-    return _Segment(sequence=seq)
+    return _Segment(None, seq, "\\", SEPARATORS, Factory)
 
 
 def render(segments: Iterable[Any]) -> str:
     """The text of a message made of ``segments`` (each ends with CR)."""
-    return str(_Message(sequence=list(segments)))
+    return str(_Message(None, list(segments), "\\", SEPARATORS, Factory))
+
+
+#: (second, its DTM): every reply of the same second carries the same MSH-7.
+_last_timestamp: tuple[int, str] = (0, "")
 
 
 def timestamp(now: datetime | None = None) -> str:
     """An HL7 DTM with seconds and UTC offset (``20240102030405+0000``)."""
-    return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S%z")
+    global _last_timestamp
+    if now is not None:
+        return now.strftime("%Y%m%d%H%M%S%z")
+    second, text = _last_timestamp
+    current = int(time.time())
+    if current != second:
+        text = datetime.fromtimestamp(current, UTC).strftime("%Y%m%d%H%M%S%z")
+        _last_timestamp = (current, text)
+    return text
 
 
 def cx(value: str, authority: str) -> Repetition:

@@ -50,21 +50,24 @@ class FeedRequest:
         return len(self.events) > 1 or self.events[0].kind is FeedKind.MERGE
 
 
+#: (component, subcomponent) of CX-1 and CX-4.1/4.2/4.3 (ID number, assigning authority).
+CX_PARTS = ((1, 1), (4, 1), (4, 2), (4, 3))
+
+
 def cx_list(seg: Segment, field: int, segment_no: int = 1) -> list[RawId]:
     """The identifiers of a CX field (PID-3, MRG-1), with their ERR locations."""
     ids: list[RawId] = []
     for rep in range(1, seg.repetitions(field) + 1):
-        value = seg.value(field, rep, 1)
-        authority = [seg.value(field, rep, 4, sub) for sub in (1, 2, 3)]
-        if value == HL7_NULL or (not value and not any(authority)):
+        value, namespace, universal_id, universal_id_type = seg.values(field, rep, CX_PARTS)
+        if value == HL7_NULL or not (value or namespace or universal_id or universal_id_type):
             continue
         base = f"{seg.id}^{segment_no}^{field}^{rep}"
         ids.append(
             RawId(
                 value=value,
-                namespace=seg.value(field, rep, 4, 1),
-                universal_id=seg.value(field, rep, 4, 2),
-                universal_id_type=seg.value(field, rep, 4, 3),
+                namespace=namespace,
+                universal_id=universal_id,
+                universal_id_type=universal_id_type,
                 where=Where(id=f"{base}^1", authority=f"{base}^4"),
             )
         )
@@ -72,12 +75,8 @@ def cx_list(seg: Segment, field: int, segment_no: int = 1) -> list[RawId]:
 
 
 def demographics(pid: Segment) -> Demographics:
-    return Demographics(
-        family=pid.value(5, 1, 1, 1),
-        given=pid.value(5, 1, 2),
-        birth_date=pid.value(7, 1, 1),
-        sex=pid.value(8),
-    )
+    family, given = pid.values(5, 1, ((1, 1), (2, 1)))
+    return Demographics(family=family, given=given, birth_date=pid.value(7, 1, 1), sex=pid.value(8))
 
 
 def _patient_ids(pid: Segment, segment_no: int) -> tuple[RawId, ...]:

@@ -26,6 +26,12 @@ _OUTBOX = pix_notification.name
 _PATIENT = patient.name
 
 Key = tuple[str, str]  # (authority, value)
+#: A new identifier: (authority, value, person_id, demographics, updated).
+Row = tuple[str, str, int, str | None, str]
+#: A statement for a batch: (SQL, parameters, executemany?).
+Statement = tuple[str, Sequence[Any], bool]
+#: Rows per multi-row INSERT (each row is at most five parameters).
+ROWS_PER_INSERT = 500
 
 
 def database_errors(engine: Engine) -> tuple[type[BaseException], ...]:
@@ -38,7 +44,16 @@ class PixSql:
     """The statements, with the placeholder style of one database driver."""
 
     def __init__(self, dialect: str) -> None:
-        self.p = "?" if dialect == "sqlite" else "%s"
+        self.dialect = dialect
+        self.p = p = "?" if dialect == "sqlite" else "%s"
+        self.demographics_one_sql = (
+            f"UPDATE {_ID} SET demographics = {p}, updated = {p} WHERE authority = {p} AND value = {p}"
+        )
+        self.enqueue_sql = (
+            f"INSERT INTO {_OUTBOX} "
+            "(subscriber, message, created, status, attempts, next_attempt, last_error) "
+            f"VALUES ({p}, {p}, {p}, 'pending', 0, 0.0, NULL)"
+        )
 
     @staticmethod
     def cursor(conn: Connection) -> Any:
@@ -75,6 +90,56 @@ class PixSql:
             (person_id,),
         )
         return [(str(r[0]), str(r[1])) for r in cur.fetchall()]
+
+    def members_of(self, conn: Connection, person_ids: Sequence[int]) -> dict[int, list[Key]]:
+        """The active identifiers of several persons, in one query."""
+        cur = self.cursor(conn)
+        cur.execute(
+            f"SELECT person_id, authority, value FROM {_ID} "
+            f"WHERE person_id IN ({', '.join([self.p] * len(person_ids))}) AND merged_into IS NULL",
+            list(person_ids),
+        )
+        out: dict[int, list[Key]] = {}
+        for person, authority, value in cur.fetchall():
+            out.setdefault(int(person), []).append((str(authority), str(value)))
+        return out
+
+    def max_person(self, conn: Connection) -> int:
+        """The highest person number (SQLite numbers the next one after it)."""
+        cur = self.cursor(conn)
+        cur.execute(f"SELECT coalesce(max(id), 0) FROM {_PERSON}")
+        return int(cur.fetchone()[0])
+
+    def next_persons(self, conn: Connection, count: int) -> list[int]:
+        """``count`` person numbers from the PostgreSQL sequence, in one query."""
+        cur = self.cursor(conn)
+        cur.execute(
+            f"SELECT nextval(pg_get_serial_sequence('{_PERSON}', 'id')) FROM generate_series(1, {self.p})",
+            (count,),
+        )
+        return sorted(int(r[0]) for r in cur.fetchall())
+
+    def _multi(self, head: str, width: int, rows: Sequence[Sequence[Any]], tail: str = "") -> list[Statement]:
+        p = self.p
+        one = "(" + ", ".join([p] * width) + ")"
+        out: list[Statement] = []
+        for lo in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[lo : lo + ROWS_PER_INSERT]
+            out.append((f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [x for r in chunk for x in r], False))
+        return out
+
+    def insert_persons_sql(self, persons: Sequence[tuple[int, str]]) -> list[Statement]:
+        return self._multi(f"INSERT INTO {_PERSON} (id, created)", 2, persons)
+
+    def insert_rows_sql(self, rows: Sequence[Row]) -> list[Statement]:
+        return self._multi(
+            f"INSERT INTO {_ID} (authority, value, person_id, demographics, updated)", 5, rows
+        )
+
+    def add_patients_sql(self, patients: Sequence[tuple[str, str]]) -> list[Statement]:
+        return self._multi(
+            f"INSERT INTO {_PATIENT} (patient_id, created)", 2, patients, " ON CONFLICT (patient_id) DO NOTHING"
+        )
 
     def aliases(self, conn: Connection, key: Key) -> tuple[bool, str | None, list[Key]]:
         """(known, merged_into, active identifiers of its person) of one identifier, in one query."""
@@ -158,10 +223,4 @@ class PixSql:
 
     def enqueue(self, conn: Connection, rows: Iterable[tuple[str, str, str]]) -> None:
         """ITI-10 outbox rows: (subscriber, message, created)."""
-        p = self.p
-        self.cursor(conn).executemany(
-            f"INSERT INTO {_OUTBOX} "
-            "(subscriber, message, created, status, attempts, next_attempt, last_error) "
-            f"VALUES ({p}, {p}, {p}, 'pending', 0, 0.0, NULL)",
-            list(rows),
-        )
+        self.cursor(conn).executemany(self.enqueue_sql, list(rows))

@@ -7,9 +7,10 @@ chunk by chunk.  The blob store computes the SHA-1 and size while the octets str
 size supplied by the Document Source that disagrees is XDSRepositoryMetadataError
 (3.41.4.1.3.2).  The repository then sets repositoryUniqueId, hash and size on every entry and
 registers the submission (the ITI-42 of 3.41.4.1.3.2, done in process) in the same database
-transaction that records its documents, so either everything is stored or nothing is.  On any
-failure the blobs this request wrote are deleted unless another document already holds the same
-content.
+transaction that records its documents, so either everything is stored or nothing is (that
+transaction may also carry concurrent submissions, each in its own savepoint: see
+:mod:`xds_hub.registry.group_commit`).  On any failure the blobs this request wrote are deleted
+unless another document already holds the same content.
 
 :func:`provide_and_register` is the same path for callers inside the hub that already stored the
 document (the Imaging Document Source's RAD-68 KOS publication).

@@ -86,7 +86,8 @@ class FsBlobWriter:
         final = os.path.join(folder, key)
         if os.path.exists(final):
             # Same content already stored: keep the existing file, refresh its time (sweep grace).
-            os.unlink(self._name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._name)
             os.utime(final)
         else:
             try:
