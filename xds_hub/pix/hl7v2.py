@@ -114,7 +114,7 @@ class _Plan(_ParsePlan):  # type: ignore[misc]
         return self._next
 
     def applies(self, text: str) -> bool:
-        for sep in self._tail:
+        for sep in self._tail:  # noqa: SIM110 (a loop: any() over a generator costs more here)
             if sep in text:
                 return True
         return False
@@ -143,7 +143,7 @@ def _leaf(node: Any, rest: tuple[int, ...]) -> str:
 
 def _plain(text: str) -> bool:
     """True when a field's text holds no repetition, component or subcomponent separator."""
-    for sep in _FIELD_SEPARATORS:
+    for sep in _FIELD_SEPARATORS:  # noqa: SIM110 (a loop: all() over a generator costs more here)
         if sep in text:
             return False
     return True

@@ -55,14 +55,21 @@ def message(domain: AffinityDomain, subscriber: PixSubscriber, ids: Iterable[Ide
     )
 
 
-def enqueue(conn: Connection, domain: AffinityDomain, members: list[Identifier], now: str) -> int:
-    """Queue the notifications of a link change of the person holding ``members``."""
+def notifications(domain: AffinityDomain, members: list[Identifier], now: str) -> list[tuple[str, str, str]]:
+    """The outbox rows (subscriber, message, created) of a link change of the person holding
+    ``members``: one per subscriber interested in one of its domains."""
     rows = []
     for sub in domain.pix.subscribers:
         wanted = set(sub.domains)
         ids = [m for m in members if not wanted or m.authority in wanted]
         if ids:
             rows.append((sub.name, message(domain, sub, ids), now))
+    return rows
+
+
+def enqueue(conn: Connection, domain: AffinityDomain, members: list[Identifier], now: str) -> int:
+    """Queue the notifications of a link change of the person holding ``members``."""
+    rows = notifications(domain, members, now)
     if rows:
         PixSql(conn.dialect.name).enqueue(conn, rows)
     return len(rows)

@@ -4,11 +4,17 @@
   several frames per read, bytes outside a frame skipped, a frame broken by a new start block
   dropped, an oversized frame refused.
 - :class:`MllpClient`: a blocking client (used by ITI-10 and ``xds_hub.client.pix``).
-- :class:`MllpActor`: the hub's listener (``--mllp-port``): a thread per connection, TCP_NODELAY,
-  each batch of frames read at once handled in one transaction by
-  :func:`xds_hub.pix.service.handle_frames` and answered in one write after the commit.  A
-  garbage frame gets an AR, a client that hangs up only ends its own connection, and ``stop``
-  finishes the batch in hand before closing.  The actor also runs the ITI-10 notifier.
+- :class:`MllpActor`: the hub's listener (``--mllp-port``): a thread per connection, TCP_NODELAY.
+  Every frame of what one ``recv`` brings (a pipelining sender's messages in flight) is parsed
+  (:func:`xds_hub.pix.service.prepare`), run in one transaction (:func:`xds_hub.pix.service.run`:
+  group commit) and answered in one write after the commit.  The connection keeps its database
+  connection while it has work (:class:`xds_hub.pix.session.DbSession`).  A garbage frame gets an
+  AR, a client that hangs up only ends its own connection, and ``stop`` finishes the batch in hand
+  before closing.  The actor also runs the ITI-10 notifier.
+
+  (A second thread per connection, committing one batch while the reader parses the next, was
+  measured and dropped: a sender waits for the ACKs of the messages in flight before sending more,
+  so there is little to overlap, and the hand-off cost a thread wake-up per batch.)
 """
 
 from __future__ import annotations
@@ -203,39 +209,45 @@ class MllpActor:
                 self._threads.discard(threading.current_thread())
 
     def _connection(self, conn: socket.socket) -> None:
-        from xds_hub.pix.service import handle_frames
+        from xds_hub.pix.service import prepare, run
+        from xds_hub.pix.session import DbSession
 
         reader = FrameReader()
+        db = DbSession(self.engine)
         idle = 0.0
-        while not self._stopping.is_set():
-            try:
-                data = conn.recv(262144)
-            except TimeoutError:
-                idle += 0.5
-                if idle >= self.IDLE_TIMEOUT:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    data = conn.recv(262144)
+                except TimeoutError:
+                    db.release()  # idle: the database connection goes back to the pool
+                    idle += 0.5
+                    if idle >= self.IDLE_TIMEOUT:
+                        return
+                    continue
+                except OSError:
+                    return  # reset by the peer
+                if not data:
+                    return  # the peer hung up (a partial frame is dropped)
+                idle = 0.0
+                try:
+                    frames = reader.feed(data)
+                except FrameTooLarge:
+                    log.warning("MLLP frame too large; closing the connection")
                     return
-                continue
-            except OSError:
-                return  # reset by the peer
-            if not data:
-                return  # the peer hung up (a partial frame is dropped)
-            idle = 0.0
-            try:
-                frames = reader.feed(data)
-            except FrameTooLarge:
-                log.warning("MLLP frame too large; closing the connection")
-                return
-            if not frames:
-                continue
-            batch = handle_frames(frames, self.engine, self.settings, self.xref)
-            if batch.notifications:
-                self.notifier.wake()
-            try:
-                conn.settimeout(30.0)  # a slow reader gets its ACKs, within reason
-                conn.sendall(b"".join(frame(r) for r in batch.replies))
-                conn.settimeout(0.5)
-            except OSError:
-                return
+                if not frames:
+                    continue
+                batch = run(prepare(frames, self.settings), db, self.settings, self.xref)
+                if batch.notifications:
+                    self.notifier.wake()
+                try:
+                    conn.settimeout(30.0)  # a slow reader gets its ACKs, within reason
+                    conn.sendall(b"".join(frame(r) for r in batch.replies))
+                    conn.settimeout(0.5)
+                except OSError:
+                    return
+        finally:
+            db.release()
 
 
 def make_actor(settings: Settings, stores: Stores) -> MllpActor:

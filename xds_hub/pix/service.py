@@ -1,9 +1,11 @@
 """The HL7 v2 side of the PIX Manager, without sockets: frames in, replies out (ITI TF-2x C.2).
 
-:func:`handle_frames` takes the MLLP payloads read from one connection (several when the sender
-pipelines), parses each with python-hl7, dispatches it on MSH-9 (:data:`TRANSACTIONS`), runs all
-of them in one database transaction (a savepoint per feed, so one refused message never undoes
+:func:`prepare` parses the MLLP payloads read from one connection (several when the sender
+pipelines) with python-hl7 and dispatches each on MSH-9 (:data:`TRANSACTIONS`); :func:`run` runs
+all of them in one database transaction (add/update feeds together in a
+:class:`~xds_hub.pix.unit.FeedUnit`, a savepoint for a merge, so one refused message never undoes
 another) and builds the replies only after the commit: every AA is durable.
+:func:`handle_frames` does both.
 
 Messages that cannot be read get an ACK with AR and an ERR (100 when there is no MSH, 102 when
 MSH is unreadable); MSH problems get AR with 101 (MSH-9/10/11/12 missing), 200 (message type),
@@ -25,9 +27,9 @@ from xds_hub.log import get_logger
 from xds_hub.pix import ack, iti8, iti9
 from xds_hub.pix.hl7v2 import V2Message, parse
 from xds_hub.pix.model import FeedOutcome
+from xds_hub.pix.session import DbSession
 from xds_hub.pix.store import PixSql
 from xds_hub.pix.xref import CrossReference
-from xds_hub.storage.db import read_transaction, write_transaction
 
 log = get_logger("xds_hub.pix.service")
 
@@ -121,7 +123,9 @@ def check_msh(msg: V2Message) -> Transaction:
 
 
 @dataclass
-class _Item:
+class Item:
+    """One frame on its way: parsed, prepared, run, answered."""
+
     codec: str
     msg: V2Message | None = None
     tx: Transaction | None = None
@@ -149,51 +153,14 @@ class Batch:
     notifications: int
 
 
-def _run(engine: Engine, items: list[_Item], xref: CrossReference) -> None:
-    writes = any(i.tx is not None and i.tx.writes for i in items)
-    if len(items) == 1:  # a refused message rolls the whole (one-message) transaction back
-        (item,) = items
-        assert item.tx is not None
-        try:
-            with (write_transaction if writes else read_transaction)(engine) as conn:
-                item.result = item.tx.execute(conn, item.request, xref)
-        except Hl7Error as exc:
-            item.result = exc
-        return
-    with (write_transaction if writes else read_transaction)(engine) as conn:
-        cursor = PixSql.cursor(conn)
-        for item in items:
-            assert item.tx is not None
-            if not item.tx.writes:
-                try:
-                    item.result = item.tx.execute(conn, item.request, xref)
-                except Hl7Error as exc:
-                    item.result = exc
-                continue
-            if not getattr(item.request, "needs_savepoint", True):
-                try:  # refused before its first write: nothing to undo
-                    item.result = item.tx.execute(conn, item.request, xref)
-                except Hl7Error as exc:
-                    item.result = exc
-                continue
-            # A savepoint for a feed that may be refused half-way (plain SQL: cheaper than
-            # SQLAlchemy's begin_nested, and the feed's statements run on the driver anyway).
-            cursor.execute("SAVEPOINT pix_message")
-            try:
-                item.result = item.tx.execute(conn, item.request, xref)
-            except Hl7Error as exc:
-                cursor.execute("ROLLBACK TO SAVEPOINT pix_message")
-                item.result = exc
-            cursor.execute("RELEASE SAVEPOINT pix_message")
-
-
-def handle_frames(frames: list[bytes], engine: Engine, settings: Settings, xref: CrossReference) -> Batch:
-    """Replies (in order) to the MLLP payloads ``frames``; acknowledges only committed work."""
+def prepare(frames: list[bytes], settings: Settings) -> list[Item]:
+    """Parse, check and prepare each frame (no database): the part of the work that the MLLP
+    reader does while the committer waits on the previous batch's commit."""
     pix = settings.domain.pix
-    items: list[_Item] = []
+    items: list[Item] = []
     for frame in frames:
         text, codec = decode(frame)
-        item = _Item(codec)
+        item = Item(codec)
         items.append(item)
         try:
             item.msg = parse(text, READ_SEGMENTS)
@@ -209,33 +176,86 @@ def handle_frames(frames: list[bytes], engine: Engine, settings: Settings, xref:
             item.request = item.tx.prepare(item.msg)
         except Hl7Error as exc:
             item.result = exc
+    return items
+
+
+def _deferrable(item: Item) -> bool:
+    """An add/update feed, refused (if at all) before its first write: it runs in the batch's
+    :class:`~xds_hub.pix.unit.FeedUnit`."""
+    return item.tx is not None and item.tx.writes and not getattr(item.request, "needs_savepoint", True)
+
+
+def _execute(item: Item, conn: Connection, xref: CrossReference) -> None:
+    assert item.tx is not None
+    try:
+        item.result = item.tx.execute(conn, item.request, xref)
+    except Hl7Error as exc:
+        item.result = exc
+
+
+def _run(db: DbSession, items: list[Item], xref: CrossReference) -> None:
+    writes = any(i.tx is not None and i.tx.writes for i in items)
+    if len(items) == 1:  # a refused message rolls the whole (one-message) transaction back
+        with db.write() if writes else db.read() as conn:
+            _execute(items[0], conn, xref)
+        return
+    with db.write() if writes else db.read() as conn:
+        feeds = [i.request.events[0] for i in items if _deferrable(i)]
+        if len(feeds) < 2:
+            _run_each(conn, items, xref)
+            return
+        with xref.batch(conn, feeds):
+            for item in items:
+                if _deferrable(item):
+                    _execute(item, conn, xref)
+                    continue
+                with xref.outside_batch(conn):
+                    _run_each(conn, [item], xref)
+
+
+def _run_each(conn: Connection, items: list[Item], xref: CrossReference) -> None:
+    """Run ``items`` on ``conn``; a feed that may be refused half-way gets a savepoint."""
+    cursor = None
+    for item in items:
+        assert item.tx is not None
+        if not item.tx.writes or _deferrable(item):
+            _execute(item, conn, xref)
+            continue
+        # A savepoint for a feed that may be refused half-way (plain SQL: cheaper than
+        # SQLAlchemy's begin_nested, and the feed's statements run on the driver anyway).
+        cursor = cursor or PixSql.cursor(conn)
+        cursor.execute("SAVEPOINT pix_message")
+        _execute(item, conn, xref)
+        if isinstance(item.result, Hl7Error):
+            cursor.execute("ROLLBACK TO SAVEPOINT pix_message")
+        cursor.execute("RELEASE SAVEPOINT pix_message")
+
+
+def run(items: list[Item], db: DbSession, settings: Settings, xref: CrossReference) -> Batch:
+    """Run the prepared ``items`` in one transaction and build their replies (in order) after the
+    commit: every AA is durable.  A batch that fails is run again one message at a time, so that
+    one bad message does not fail the others."""
+    pix = settings.domain.pix
     pending = [
         i for i in items if i.reply is None and i.tx is not None and not isinstance(i.result, Hl7Error)
     ]
     if pending:
         try:
-            _run(engine, pending, xref)
+            _run(db, pending, xref)
         except Exception:
-            if len(pending) > 1:  # one bad message must not fail the others: redo them one by one
+            if len(pending) > 1:
                 for item in pending:
+                    item.result = None
                     try:
-                        _run(engine, [item], xref)
+                        _run(db, [item], xref)
                     except Exception:
                         log.exception(
                             "HL7 v2 message failed", extra={"control_id": item.msg and item.msg.control_id}
                         )
-                        item.result = Hl7Error.one(
-                            E.APPLICATION_INTERNAL_ERROR,
-                            "the PIX Manager could not store the message; send it again",
-                            ack=AckCode.REJECT,
-                        )
+                        item.result = _internal_error()
             else:
                 log.exception("HL7 v2 message failed")
-                pending[0].result = Hl7Error.one(
-                    E.APPLICATION_INTERNAL_ERROR,
-                    "the PIX Manager could not store the message; send it again",
-                    ack=AckCode.REJECT,
-                )
+                pending[0].result = _internal_error()
     notifications = 0
     replies = []
     for item in items:
@@ -246,3 +266,20 @@ def handle_frames(frames: list[bytes], engine: Engine, settings: Settings, xref:
                 notifications += sum(o.notifications for o in item.result if isinstance(o, FeedOutcome))
         replies.append(item.reply.encode(item.codec, errors="replace"))
     return Batch(replies, notifications)
+
+
+def _internal_error() -> Hl7Error:
+    return Hl7Error.one(
+        E.APPLICATION_INTERNAL_ERROR,
+        "the PIX Manager could not store the message; send it again",
+        ack=AckCode.REJECT,
+    )
+
+
+def handle_frames(frames: list[bytes], engine: Engine, settings: Settings, xref: CrossReference) -> Batch:
+    """Replies (in order) to the MLLP payloads ``frames``; acknowledges only committed work."""
+    db = DbSession(engine)
+    try:
+        return run(prepare(frames, settings), db, settings, xref)
+    finally:
+        db.release()

@@ -125,20 +125,23 @@ class PixSql:
         out: list[Statement] = []
         for lo in range(0, len(rows), ROWS_PER_INSERT):
             chunk = rows[lo : lo + ROWS_PER_INSERT]
-            out.append((f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [x for r in chunk for x in r], False))
+            out.append(
+                (f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [x for r in chunk for x in r], False)
+            )
         return out
 
     def insert_persons_sql(self, persons: Sequence[tuple[int, str]]) -> list[Statement]:
         return self._multi(f"INSERT INTO {_PERSON} (id, created)", 2, persons)
 
     def insert_rows_sql(self, rows: Sequence[Row]) -> list[Statement]:
-        return self._multi(
-            f"INSERT INTO {_ID} (authority, value, person_id, demographics, updated)", 5, rows
-        )
+        return self._multi(f"INSERT INTO {_ID} (authority, value, person_id, demographics, updated)", 5, rows)
 
     def add_patients_sql(self, patients: Sequence[tuple[str, str]]) -> list[Statement]:
         return self._multi(
-            f"INSERT INTO {_PATIENT} (patient_id, created)", 2, patients, " ON CONFLICT (patient_id) DO NOTHING"
+            f"INSERT INTO {_PATIENT} (patient_id, created)",
+            2,
+            patients,
+            " ON CONFLICT (patient_id) DO NOTHING",
         )
 
     def aliases(self, conn: Connection, key: Key) -> tuple[bool, str | None, list[Key]]:

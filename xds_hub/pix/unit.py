@@ -119,7 +119,9 @@ class FeedUnit:
         for row in rows:
             key = (row[0], row[1])
             self._rows[key] = (row[2], None)
-            self._members.setdefault(row[2], []).append(key)
+            known = self._members.get(row[2])
+            if known is not None:  # else members() reads the person's rows and adds the pending ones
+                known.append(key)
             self._identities.append(row)
 
     def insert(self, conn: Connection, rows: Sequence[Row]) -> None:
@@ -184,3 +186,11 @@ class FeedUnit:
                 cursor.executemany(sql, params)
             else:
                 cursor.execute(sql, params)
+
+    def forget(self) -> None:
+        """Drop what was loaded (after something ran on the connection outside the unit)."""
+        assert not self.pending
+        self._rows.clear()
+        self._members.clear()
+        self._sqlite_next = None
+        self._reserved = []

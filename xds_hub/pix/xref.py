@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,6 +50,7 @@ from xds_hub.pix.model import (
     Where,
 )
 from xds_hub.pix.store import PixSql
+from xds_hub.pix.unit import FeedUnit
 from xds_hub.registry.patients import check_affinity_patient_id
 from xds_hub.registry.register import merge_patient
 
@@ -93,6 +95,8 @@ class CrossReference:
         ]
         self._rank = {a: i for i, a in reversed(list(enumerate(order)))}
         self._sql_by_dialect: dict[str, PixSql] = {}
+        #: Connection -> the FeedUnit of the batch running on it (:meth:`batch`).
+        self._units: dict[Connection, FeedUnit] = {}
         if not _OID.fullmatch(domain.assigning_authority):
             raise ConfigError(
                 f"affinity_domain.assigning_authority {domain.assigning_authority!r} is not an OID"
@@ -180,11 +184,59 @@ class CrossReference:
     # Storage
     # -----------------------------------------------------------------------------------------
 
-    def _sql(self, conn: Connection) -> PixSql:
+    def _direct(self, conn: Connection) -> PixSql:
+        """The statements themselves (a batch's deferred writes are sent first)."""
+        unit = self._units.get(conn)
+        if unit is not None:
+            unit.flush(conn)
         sql = self._sql_by_dialect.get(conn.dialect.name)
         if sql is None:
             sql = self._sql_by_dialect[conn.dialect.name] = PixSql(conn.dialect.name)
         return sql
+
+    def _sql(self, conn: Connection) -> PixSql | FeedUnit:
+        """Where the feed's reads and writes go: the batch's unit when one is open on ``conn``."""
+        unit = self._units.get(conn)
+        return unit if unit is not None else self._direct(conn)
+
+    @contextmanager
+    def batch(self, conn: Connection, events: Sequence[FeedEvent]) -> Iterator[FeedUnit]:
+        """Run the add/update ``events`` that follow in a :class:`~xds_hub.pix.unit.FeedUnit` (their
+        identifiers loaded at once, their writes sent together); flushed on leaving, dropped on an
+        exception (the caller's transaction rolls back)."""
+        authority = self.domain.assigning_authority
+        prefix = self.pix.id_prefix
+        unit = FeedUnit(self._direct(conn), lambda person: (authority, f"{prefix}{person}"), len(events))
+        keys: list[tuple[str, str]] = []
+        for event in events:
+            for raw in (*event.ids, *event.other_ids):
+                try:
+                    ident = self.resolve(raw, event.source)
+                except Hl7Error:
+                    continue
+                keys.append((ident.authority, ident.value))
+        unit.preload(conn, keys)
+        self._units[conn] = unit
+        try:
+            yield unit
+            unit.flush(conn)
+        finally:
+            self._units.pop(conn, None)
+
+    @contextmanager
+    def outside_batch(self, conn: Connection) -> Iterator[None]:
+        """Run something (a merge, a query) on ``conn`` itself: the batch's writes are sent first,
+        and what the batch had loaded is forgotten afterwards (a merge may have changed it)."""
+        unit = self._units.pop(conn, None)
+        if unit is None:
+            yield
+            return
+        unit.flush(conn)
+        try:
+            yield
+        finally:
+            unit.forget()
+            self._units[conn] = unit
 
     def _load(self, conn: Connection, idents: Sequence[Identifier]) -> dict[Identifier, _Row]:
         if not idents:
@@ -243,7 +295,10 @@ class CrossReference:
     def _notify(self, conn: Connection, person_id: int, now: str) -> int:
         if not self.pix.subscribers:
             return 0
-        return iti10.enqueue(conn, self.domain, self.members(conn, person_id), now)
+        rows = iti10.notifications(self.domain, self.members(conn, person_id), now)
+        if rows:
+            self._sql(conn).enqueue(conn, rows)
+        return len(rows)
 
     # -----------------------------------------------------------------------------------------
     # Feed (add / update)
@@ -438,7 +493,7 @@ class CrossReference:
                 self._update_demographics(conn, [new.ident], demographics, now)
         held = self._affinity_ids(self.members(conn, person_id))  # the surviving person's
         if prior.person_id != person_id:
-            self._sql(conn).move(conn, prior.person_id, person_id, now)
+            self._direct(conn).move(conn, prior.person_id, person_id, now)
         self._retire(conn, old.ident, new.ident, now, person_id)
         # One affinity-domain ID per person: the merge's surviving one, else the surviving person's.
         remaining = self._affinity_ids(self.members(conn, person_id))
@@ -455,7 +510,7 @@ class CrossReference:
 
     def _retire(self, conn: Connection, old: Identifier, new: Identifier, now: str, person_id: int) -> None:
         """``old`` lives on as ``new``; an affinity-domain ID is merged in the registry too."""
-        self._sql(conn).retire(conn, (old.authority, old.value), new.cx, person_id, now)
+        self._direct(conn).retire(conn, (old.authority, old.value), new.cx, person_id, now)
         if self.kind(old.authority) is DomainKind.AFFINITY:
             merge_patient(conn, old.cx, new.cx)
 
@@ -479,7 +534,7 @@ class CrossReference:
                 problems.extend(exc.problems)
         if problems or ident is None:
             raise Hl7Error(problems)
-        known, merged_into, members = self._sql(conn).aliases(conn, (ident.authority, ident.value))
+        known, merged_into, members = self._direct(conn).aliases(conn, (ident.authority, ident.value))
         if not known or merged_into is not None:
             raise Hl7Error.one(
                 E.UNKNOWN_KEY_IDENTIFIER,

@@ -337,11 +337,6 @@ def _conditions(specs: Sequence[_Spec], bound: Sequence[Any]) -> list[ColumnElem
     return conds
 
 
-def _find_documents_where(q: FindDocuments) -> list[ColumnElement[bool]]:
-    specs = _find_documents_specs(q)
-    return _conditions(specs, [v for _, _, values in specs for v in values])
-
-
 def find_documents(conn: Connection, q: FindDocuments, limit: int) -> Found:
     """3.18.4.1.2.3.7.1 FindDocuments (and .14 FindDocumentsByReferenceId): one statement."""
     return Found().add("D", [row.id for row in find_document_rows(conn, q, limit, leaf=False)])
