@@ -41,7 +41,7 @@ from xds_hub.soap.envelope import (
     render_response,
 )
 from xds_hub.soap.mtom import MediaType, mtom_body, parse_media_type, read_multipart, xop_references
-from xds_hub.soap.routes import ROUTES, handler_for
+from xds_hub.soap.routes import ROUTES, handler_for, load_all
 from xds_hub.soap.types import Attachment, SoapRequest, SoapResponse
 from xds_hub.storage.stores import Stores
 
@@ -246,6 +246,7 @@ class SoapEndpoints:
 
 def install_soap_routes(app: Flask, settings: Settings, stores: Stores) -> None:
     """Register the SOAP endpoints of the outside interface ("SOAP endpoints") on ``app``."""
+    load_all()  # import every transaction handler now, not on a request
     endpoints = SoapEndpoints(settings, stores)
     for path in ROUTES:
         app.add_url_rule(

@@ -1,8 +1,9 @@
 """The wsa:Action -> handler table of each SOAP endpoint (the INTERFACE contract, "SOAP endpoints").
 
 A handler is named "module:function" with the signature of :data:`xds_hub.soap.types.Handler`;
-it is imported on first use.  Add one line per transaction; the SOAP edge answers any other
-action with a ``wsa:ActionNotSupported`` fault.
+:func:`load_all` imports every handler when a worker starts (so no request pays for imports).
+Add one line per transaction; the SOAP edge answers any other action with a
+``wsa:ActionNotSupported`` fault.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ ROUTES: Final[dict[str, dict[str, str]]] = {
     },
 }
 
-_ = SoapAction  # the actions used as keys above are spelled in SoapAction
 
 
 @cache
@@ -48,3 +48,11 @@ def handler_for(path: str, action: str) -> Handler | None:
     module, _, name = target.partition(":")
     handler: Handler = getattr(importlib.import_module(module), name)
     return handler
+
+
+def load_all() -> None:
+    """Import every handler of :data:`ROUTES` now (raises if one is missing)."""
+    for path, actions in ROUTES.items():
+        for action in actions:
+            if handler_for(path, action) is None:  # pragma: no cover - ROUTES names a handler
+                raise LookupError(f"no handler for {action} at {path}")
