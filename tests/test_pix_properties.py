@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
+import hl7
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,6 +69,47 @@ def test_pix_v2_parsers_return_or_raise_project_errors(text: str) -> None:
         for field in range(0, 12):
             seg.value(field, 1, 4, 2)
             seg.repetitions(field)
+
+
+def _rendered(segment: object) -> str:
+    """python-hl7's text of a segment (its own error for an MSH without fields)."""
+    try:
+        return str(segment)
+    except IndexError as exc:
+        return repr(exc)
+
+
+@given(hl7ish())
+@settings(max_examples=400, deadline=None)
+def test_pix_v2_lazy_parse_reads_what_python_hl7_parses(text: str) -> None:
+    """The parser splits fields with python-hl7 only when they are read (hl7v2 module docstring):
+    every value, repetition count and raw field text is the one of ``hl7.parse``'s full tree."""
+    try:
+        msg = hl7v2.parse(text)
+    except ParseError:
+        return
+    full = hl7.parse(msg.text, factory=hl7v2.Factory)
+    assert len(full) == len(msg.segments)
+    for ours, theirs in zip(msg.segments, full, strict=True):
+        reference = hl7v2.Segment(theirs)  # the same accessors over the library's whole tree
+        assert ours.id == reference.id
+        assert _rendered(ours.raw) == _rendered(theirs)
+        if ours.id != "MSH":  # python-hl7 renders a stray "MSH|" line as "MSH||MSH|"
+            assert ours.text == str(theirs)  # what a reply echoes (QPD) is the segment as received
+        for field in range(0, len(theirs) + 2):
+            assert ours.field_text(field) == reference.field_text(field)
+            assert ours.repetitions(field) == reference.repetitions(field)
+            for rep, comp, sub in itertools.product((1, 2, 3), (1, 2, 4), (1, 2, 3)):
+                assert ours.value(field, rep, comp, sub) == reference.value(field, rep, comp, sub)
+            assert ours.values(field, 1, ((1, 1), (4, 2))) == [
+                reference.value(field, 1, 1, 1),
+                reference.value(field, 1, 4, 2),
+            ]
+        for field in range(3, len(theirs)):
+            ours.value(field)  # every field now split by the library: the same tree
+            node = list.__getitem__(ours.raw, field)
+            expected = list.__getitem__(theirs, field)
+            assert (node == expected) if not isinstance(node, str) else ([node] == expected)
 
 
 @given(st.text(max_size=300))

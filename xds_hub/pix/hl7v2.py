@@ -40,8 +40,9 @@ EMPTY_NAME: list[Repetition] = [("",), ("", "", "", "", "", "", "S")]
 
 
 def _light(base: Any, level: int) -> Any:
-    """A python-hl7 container class whose constructor skips the generic checks (the parser and
-    the builders below always pass consistent separators); behaviour is otherwise the library's."""
+    """A python-hl7 container class for the standard separators: they (and the factory) are class
+    attributes, so the constructor skips the generic checks and sets nothing else when given the
+    defaults; behaviour is otherwise the library's."""
 
     def __init__(
         self: Any,
@@ -52,12 +53,36 @@ def _light(base: Any, level: int) -> Any:
         factory: Any = None,
     ) -> None:
         list.__init__(self, sequence)
-        self.separator = separators[level]
-        self.esc = esc
-        self.separators = separators
-        self.factory = factory
+        if esc != "\\" or separators != SEPARATORS:
+            self.separator = separators[level]
+            self.esc = esc
+            self.separators = separators
+        if factory is not None and factory is not Factory:
+            self.factory = factory
 
-    return type(base.__name__, (base,), {"__init__": __init__, "__slots__": ()})
+    attributes = {
+        "__init__": __init__,
+        "__slots__": (),
+        "separator": SEPARATORS[level],
+        "esc": "\\",
+        "separators": SEPARATORS,
+    }
+    return type(base.__name__, (base,), attributes)
+
+
+def _fast(light: Any) -> Any:
+    """The same container built from its children alone (``cls(children)``: list's own
+    constructor), for the parse plans and builders below, which only ever use the defaults.  A
+    slice (which python-hl7 builds with ``self.__class__(separator, ...)``) is a ``light`` one."""
+
+    def __getitem__(self: Any, item: Any) -> Any:
+        if isinstance(item, slice):
+            return light(None, list.__getitem__(self, item))
+        return light.__getitem__(self, item)
+
+    return type(
+        light.__name__, (light,), {"__init__": list.__init__, "__getitem__": __getitem__, "__slots__": ()}
+    )
 
 
 class Factory(hl7.Factory):  # type: ignore[misc]
@@ -70,11 +95,20 @@ class Factory(hl7.Factory):  # type: ignore[misc]
     create_component = _light(hl7.Component, 4)
 
 
-_Message = Factory.create_message
-_Segment = Factory.create_segment
-_Field = Factory.create_field
-_Repetition = Factory.create_repetition
-_Component = Factory.create_component
+for _cls in (
+    Factory.create_message,
+    Factory.create_segment,
+    Factory.create_field,
+    Factory.create_repetition,
+    Factory.create_component,
+):
+    _cls.factory = Factory
+
+_Message = _fast(Factory.create_message)
+_Segment = _fast(Factory.create_segment)
+_Field = _fast(Factory.create_field)
+_Repetition = _fast(Factory.create_repetition)
+_Component = _fast(Factory.create_component)
 
 #: Plain list indexing (python-hl7 containers override ``__getitem__`` with slower logic).
 _get = list.__getitem__
@@ -93,7 +127,16 @@ _set = list.__setitem__
 # a feed reads MSH-9 and PID-3/5/7/8, and the other fields stay text, copied as they are into the
 # ACK or echoed (QPD).  The trees are those ``hl7.parse`` builds (a test compares them).
 
-_CONTAINERS: tuple[Any, ...] = (_Message, _Segment, _Field, _Repetition, _Component)
+#: python-hl7's container classes per level (the library compares a plan's with its factory's)
+#: and the fast ones the plans build.
+_CONTAINERS: tuple[Any, ...] = (
+    Factory.create_message,
+    Factory.create_segment,
+    Factory.create_field,
+    Factory.create_repetition,
+    Factory.create_component,
+)
+_BUILD: tuple[Any, ...] = (_Message, _Segment, _Field, _Repetition, _Component)
 
 
 class _Plan(_ParsePlan):  # type: ignore[misc]
@@ -107,7 +150,7 @@ class _Plan(_ParsePlan):  # type: ignore[misc]
         self.esc = "\\"
         self.factory = Factory
         self._tail = SEPARATORS[level:]
-        self._make = _CONTAINERS[level]
+        self._make = _BUILD[level]
         self._next = _Plan(level + 1, deepest) if level < deepest else None
 
     def next(self) -> _Plan | None:
@@ -120,7 +163,7 @@ class _Plan(_ParsePlan):  # type: ignore[misc]
         return False
 
     def container(self, data: list[Any]) -> Any:
-        return self._make(None, data, "\\", SEPARATORS, Factory)
+        return self._make(data)
 
 
 #: Message > segments > fields (left as text).
@@ -136,11 +179,6 @@ def _split_field(text: str) -> Any:
     return _hl7_split(text, _FIELD_PLAN)
 
 
-def _leaf(node: Any, rest: tuple[int, ...]) -> str:
-    # A leaf reached before the end of the path stands for position 1 of every deeper level.
-    return str(node) if all(i == 1 for i in rest) else ""
-
-
 def _plain(text: str) -> bool:
     """True when a field's text holds no repetition, component or subcomponent separator."""
     for sep in _FIELD_SEPARATORS:  # noqa: SIM110 (a loop: all() over a generator costs more here)
@@ -152,10 +190,11 @@ def _plain(text: str) -> bool:
 class Segment:
     """One parsed segment; fields are numbered as in the standard (MSH-3 is ``value(3)``)."""
 
-    __slots__ = ("id", "raw")
+    __slots__ = ("_text", "id", "raw")
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, text: str | None = None) -> None:
         self.raw = raw  # hl7.Segment: its fields are text until first read (_field)
+        self._text = text
         first = _get(raw, 0) if len(raw) else ""
         self.id = first if isinstance(first, str) else (str(_get(first, 0)) if len(first) else "")
 
@@ -186,23 +225,27 @@ class Segment:
         return self._walk(self._field(field), (rep, comp, sub))
 
     def _walk(self, node: Any, path: tuple[int, ...]) -> str:
-        for depth, index in enumerate(path):
-            if isinstance(node, str):
-                text = _leaf(node, path[depth:])
-                break
-            if len(node) == 1 and isinstance(_get(node, 0), str):
-                text = _leaf(_get(node, 0), path[depth:])
-                break
-            if index < 1 or index > len(node):
-                return ""
-            node = _get(node, index - 1)
-        else:
-            while not isinstance(node, str):
-                if not node:
+        depth, size = 0, len(path)
+        while depth < size:
+            if not isinstance(node, str):
+                if len(node) != 1 or not isinstance(_get(node, 0), str):
+                    index = path[depth]
+                    if index < 1 or index > len(node):
+                        return ""
+                    node = _get(node, index - 1)
+                    depth += 1
+                    continue
+                node = _get(node, 0)  # a level holding one plain value
+            # A leaf reached before the end of the path stands for position 1 of every deeper level.
+            for index in path[depth:]:
+                if index != 1:
                     return ""
-                node = _get(node, 0)
-            text = node
-        return str(_hl7_unescape(self.raw, text)) if "\\" in text else text
+            break
+        while not isinstance(node, str):
+            if not node:
+                return ""
+            node = _get(node, 0)
+        return str(_hl7_unescape(self.raw, node)) if "\\" in node else node
 
     def values(self, field: int, rep: int, paths: tuple[tuple[int, int], ...]) -> list[str]:
         """``[value(field, rep, comp, sub) for comp, sub in paths]``, walking to the repetition
@@ -230,6 +273,11 @@ class Segment:
             return 1 if f[0] else 0
         return len(f)
 
+    @property
+    def text(self) -> str:
+        """The segment as received (python-hl7's rendering when it was not parsed from text)."""
+        return self._text if self._text is not None else str(self.raw)
+
     def field_text(self, field: int) -> str:
         """The raw (still escaped) text of a field."""
         return str(_get(self.raw, field)) if field < len(self.raw) else ""
@@ -241,7 +289,11 @@ class V2Message:
     def __init__(self, raw: Any, text: str) -> None:
         self.raw = raw
         self.text = text
-        self.segments: list[Segment] = [Segment(s) for s in raw]
+        lines = text.split("\r")
+        if len(lines) == len(raw):  # the library's segments are the lines of the text
+            self.segments: list[Segment] = [Segment(s, line) for s, line in zip(raw, lines, strict=True)]
+        else:
+            self.segments = [Segment(s) for s in raw]
         self.msh = msh = self.segments[0]
         self.message_type, self.trigger_event, self.structure = msh.values(9, 1, ((1, 1), (2, 1), (3, 1)))
         self.control_id = msh.value(10)
@@ -326,12 +378,12 @@ class Raw(str):
 
 def _component(value: Component) -> Any:
     if isinstance(value, tuple):
-        return _Component(sequence=[escape(v) for v in value])
+        return _Component([escape(v) for v in value])
     return escape(value)
 
 
 def _repetition(value: Repetition) -> Any:
-    return _Repetition(sequence=[_component(c) for c in value])
+    return _Repetition([_component(c) for c in value])
 
 
 def _field(value: FieldValue) -> Any:
@@ -342,8 +394,8 @@ def _field(value: FieldValue) -> Any:
     if isinstance(value, str):
         return escape(value)
     if isinstance(value, tuple):
-        return _Field(sequence=[_repetition(value)])
-    return _Field(sequence=[_repetition(r) for r in value])
+        return _Field([_repetition(value)])
+    return _Field([_repetition(r) for r in value])
 
 
 def segment(segment_id: str, *fields: FieldValue) -> Any:
@@ -353,12 +405,12 @@ def segment(segment_id: str, *fields: FieldValue) -> Any:
     # Trailing empty fields are not sent (HL7 2.5 2.5.3).
     while len(seq) > 1 and (seq[-1] == "" or str(seq[-1]) == ""):
         seq.pop()
-    return _Segment(None, seq, "\\", SEPARATORS, Factory)
+    return _Segment(seq)
 
 
 def render(segments: Iterable[Any]) -> str:
     """The text of a message made of ``segments`` (each ends with CR)."""
-    return str(_Message(None, list(segments), "\\", SEPARATORS, Factory))
+    return str(_Message(segments))
 
 
 #: (second, its DTM): every reply of the same second carries the same MSH-7.

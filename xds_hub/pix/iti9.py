@@ -34,10 +34,14 @@ class QueryRequest:
     source: tuple[str, str]
 
 
+#: (component, subcomponent) of CX-1 and CX-4.1/4.2/4.3 (ID number, assigning authority).
+CX_PARTS = ((1, 1), (4, 1), (4, 2), (4, 3))
+
+
 def _domains(qpd: Segment) -> tuple[RawId, ...]:
     domains = []
     for rep in range(1, qpd.repetitions(4) + 1):
-        ns, uid, kind = (qpd.value(4, rep, 4, s) for s in (1, 2, 3))
+        ns, uid, kind = qpd.values(4, rep, CX_PARTS[1:])
         if not (ns or uid or kind):
             continue
         where = Where(id=f"QPD^1^4^{rep}", authority=f"QPD^1^4^{rep}")
@@ -56,16 +60,16 @@ def prepare(msg: V2Message) -> QueryRequest:
     qpd = msg.first("QPD")
     if qpd is None:
         raise Hl7Error.one(Hl7ErrorCode.SEGMENT_SEQUENCE_ERROR, "the QPD segment is missing", "QPD^1")
-    value = qpd.value(3, 1, 1)
-    if not value and not qpd.value(3, 1, 4):
+    value, namespace, universal_id, universal_id_type = qpd.values(3, 1, CX_PARTS)
+    if not value and not namespace:
         raise Hl7Error.one(
             Hl7ErrorCode.REQUIRED_FIELD_MISSING, "QPD-3 (the patient identifier) is empty", "QPD^1^3"
         )
     pid = RawId(
         value=value,
-        namespace=qpd.value(3, 1, 4, 1),
-        universal_id=qpd.value(3, 1, 4, 2),
-        universal_id_type=qpd.value(3, 1, 4, 3),
+        namespace=namespace,
+        universal_id=universal_id,
+        universal_id_type=universal_id_type,
         where=Where(id="QPD^1^3^1^1", authority="QPD^1^3^1^4"),
     )
     return QueryRequest(PixQuery(pid, _domains(qpd)), (msg.msh.value(3), msg.msh.value(4)))
@@ -87,7 +91,7 @@ def respond(msg: V2Message, pix: PixSettings, result: object) -> str:
         assert isinstance(result, PixAnswer)
         segments += [ack.msa(AckCode.ACCEPT, msg), hl7v2.segment("QAK", tag, result.status.value)]
     if qpd is not None:
-        segments.append(qpd.raw)
+        segments.append(qpd.text)  # echoed as received, not rendered again
     if isinstance(result, PixAnswer) and result.identifiers:
         ids = [hl7v2.cx(i.value, i.authority) for i in result.identifiers]
         segments.append(hl7v2.segment("PID", "", "", ids, "", hl7v2.EMPTY_NAME))

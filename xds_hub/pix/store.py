@@ -28,8 +28,8 @@ _PATIENT = patient.name
 Key = tuple[str, str]  # (authority, value)
 #: A new identifier: (authority, value, person_id, demographics, updated).
 Row = tuple[str, str, int, str | None, str]
-#: A statement for a batch: (SQL, parameters, executemany?).
-Statement = tuple[str, Sequence[Any], bool]
+#: A statement for a batch: (SQL, parameters).
+Statement = tuple[str, Sequence[Any]]
 #: Rows per multi-row INSERT (each row is at most five parameters).
 ROWS_PER_INSERT = 500
 
@@ -110,14 +110,23 @@ class PixSql:
         cur.execute(f"SELECT coalesce(max(id), 0) FROM {_PERSON}")
         return int(cur.fetchone()[0])
 
-    def next_persons(self, conn: Connection, count: int) -> list[int]:
-        """``count`` person numbers from the PostgreSQL sequence, in one query."""
+    def next_persons(
+        self, conn: Connection, count: int, authority: str, prefix: str
+    ) -> list[tuple[int, tuple[int, str | None] | None]]:
+        """``count`` person numbers from the PostgreSQL sequence, each with the (person_id,
+        merged_into) of the identifier ``prefix<number>`` of ``authority`` if it exists (the one
+        the hub would allocate), in one query."""
         cur = self.cursor(conn)
         cur.execute(
-            f"SELECT nextval(pg_get_serial_sequence('{_PERSON}', 'id')) FROM generate_series(1, {self.p})",
-            (count,),
+            # MATERIALIZED: each number drawn once (a flattened subquery would call nextval in
+            # the join condition too, checking another number than the one returned).
+            f"WITH s AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('{_PERSON}', 'id')) AS id "
+            "FROM generate_series(1, %s)) "
+            f"SELECT s.id, i.person_id, i.merged_into FROM s "
+            f"LEFT JOIN {_ID} i ON i.authority = %s AND i.value = %s || s.id",
+            (count, authority, prefix),
         )
-        return sorted(int(r[0]) for r in cur.fetchall())
+        return sorted((int(r[0]), (int(r[1]), r[2]) if r[1] is not None else None) for r in cur.fetchall())
 
     def _multi(self, head: str, width: int, rows: Sequence[Sequence[Any]], tail: str = "") -> list[Statement]:
         p = self.p
@@ -126,7 +135,7 @@ class PixSql:
         for lo in range(0, len(rows), ROWS_PER_INSERT):
             chunk = rows[lo : lo + ROWS_PER_INSERT]
             out.append(
-                (f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [x for r in chunk for x in r], False)
+                (f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", [x for r in chunk for x in r])
             )
         return out
 
@@ -143,6 +152,36 @@ class PixSql:
             patients,
             " ON CONFLICT (patient_id) DO NOTHING",
         )
+
+    def enqueue_rows_sql(self, rows: Sequence[tuple[str, str, str]]) -> list[Statement]:
+        """ITI-10 outbox rows (subscriber, message, created), pending."""
+        return self._multi(
+            f"INSERT INTO {_OUTBOX} "
+            "(subscriber, message, created, status, attempts, next_attempt, last_error)",
+            7,
+            [(*r, "pending", 0, 0.0, None) for r in rows],
+        )
+
+    def script(self, conn: Connection, statements: Sequence[Statement]) -> None:
+        """Run ``statements`` in order.  On PostgreSQL they go as one script in one round trip:
+        psycopg's :class:`~psycopg.ClientCursor` binds the parameters on the client (with the
+        driver's own quoting) and sends the text with the simple query protocol, which runs
+        several statements, each seeing the previous ones' changes."""
+        if not statements:
+            return
+        dbapi = conn.connection.dbapi_connection
+        if self.dialect == "sqlite" or len(statements) == 1:
+            cur = self.cursor(conn)
+            for sql, params in statements:
+                cur.execute(sql, params)
+            return
+        import psycopg
+
+        assert isinstance(dbapi, psycopg.Connection)
+        with psycopg.ClientCursor(dbapi) as cur:
+            cur.execute(
+                "; ".join(sql for sql, _ in statements), [x for _, params in statements for x in params]
+            )
 
     def aliases(self, conn: Connection, key: Key) -> tuple[bool, str | None, list[Key]]:
         """(known, merged_into, active identifiers of its person) of one identifier, in one query."""

@@ -12,8 +12,8 @@ trip each: on PostgreSQL the batch then waits on the network far longer than it 
 - person numbers: reserved a block at a time (a PostgreSQL sequence, or after ``max(id)`` on
   SQLite, whose writer lock the transaction holds), with the affinity-domain IDs the hub would
   allocate for them checked in the same query;
-- writes: kept in order and sent at :meth:`flush`, as one multi-row statement per table (in one
-  pipeline on PostgreSQL), before anything else runs on the connection and before the commit.
+- writes: kept in order and sent at :meth:`flush`, as one multi-row statement per table (all in one
+  round trip on PostgreSQL), before anything else runs on the connection and before the commit.
 
 Only add/update feeds, which refuse before their first write, run through a unit; merges and
 queries run on the connection directly after a flush (:mod:`xds_hub.pix.service`).  The whole
@@ -22,7 +22,7 @@ batch runs inside the registry's write transaction, so nothing else changes thes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -36,10 +36,11 @@ CHUNK = 200
 class FeedUnit:
     """Deferred writes and cached reads of one batch, with :class:`PixSql`'s interface."""
 
-    def __init__(self, sql: PixSql, allocated_key: Callable[[int], Key], expected: int) -> None:
+    def __init__(self, sql: PixSql, allocated: tuple[str, str], expected: int) -> None:
         self.sql = sql
         self.p = sql.p
-        self._allocated_key = allocated_key
+        #: (affinity domain OID, prefix): the hub allocates ``prefix<person number>``.
+        self._allocated = allocated
         #: How many persons the batch may still create (the size of the next reservation).
         self.expected = max(1, expected)
         self._rows: dict[Key, tuple[int, str | None] | None] = {}  # None: known not to exist
@@ -104,16 +105,21 @@ class FeedUnit:
         return person
 
     def _reserve(self, conn: Connection) -> None:
+        """A block of person numbers, and whether the IDs the hub would allocate for them exist."""
         count = self.expected
+        authority, prefix = self._allocated
         if self.sql.dialect == "sqlite":
             if self._sqlite_next is None:
                 self._sqlite_next = self.sql.max_person(conn) + 1
             ids = list(range(self._sqlite_next, self._sqlite_next + count))
             self._sqlite_next += count
+            self.preload(conn, [(authority, f"{prefix}{i}") for i in ids])
         else:
-            ids = self.sql.next_persons(conn, count)
+            reserved = self.sql.next_persons(conn, count, authority, prefix)
+            ids = [person for person, _ in reserved]
+            for person, row in reserved:
+                self._rows[(authority, f"{prefix}{person}")] = row
         self._reserved = ids
-        self.preload(conn, [self._allocated_key(i) for i in ids])
 
     def _add(self, rows: Sequence[Row]) -> None:
         for row in rows:
@@ -155,37 +161,23 @@ class FeedUnit:
         return bool(self._persons or self._identities or self._updates or self._patients or self._outbox)
 
     def flush(self, conn: Connection) -> None:
-        """Send the deferred writes (inserts first, then updates), in one pipeline on PostgreSQL."""
+        """Send the deferred writes in order (inserts first, then updates): one round trip on
+        PostgreSQL (:meth:`~xds_hub.pix.store.PixSql.script`)."""
         if not self.pending:
             return
-        cursor = self.sql.cursor(conn)
-        statements: list[tuple[str, Sequence[Any], bool]] = []
+        sql = self.sql
+        statements: list[tuple[str, Sequence[Any]]] = []
         if self._persons:
-            statements += self.sql.insert_persons_sql(self._persons)
+            statements += sql.insert_persons_sql(self._persons)
         if self._identities:
-            statements += self.sql.insert_rows_sql(self._identities)
+            statements += sql.insert_rows_sql(self._identities)
         if self._patients:
-            statements += self.sql.add_patients_sql(list(self._patients.items()))
-        if self._updates:
-            statements.append((self.sql.demographics_one_sql, self._updates, True))
+            statements += sql.add_patients_sql(list(self._patients.items()))
+        statements += [(sql.demographics_one_sql, u) for u in self._updates]
         if self._outbox:
-            statements.append((self.sql.enqueue_sql, self._outbox, True))
-        dbapi = conn.connection.dbapi_connection
-        pipeline = getattr(dbapi, "pipeline", None) if self.sql.dialect != "sqlite" else None
-        if pipeline is not None:
-            with pipeline():
-                self._execute(cursor, statements)
-        else:
-            self._execute(cursor, statements)
+            statements += sql.enqueue_rows_sql(self._outbox)
         self._persons, self._identities, self._updates, self._patients, self._outbox = [], [], [], {}, []
-
-    @staticmethod
-    def _execute(cursor: Any, statements: list[tuple[str, Sequence[Any], bool]]) -> None:
-        for sql, params, many in statements:
-            if many:
-                cursor.executemany(sql, params)
-            else:
-                cursor.execute(sql, params)
+        sql.script(conn, statements)
 
     def forget(self) -> None:
         """Drop what was loaded (after something ran on the connection outside the unit)."""

@@ -204,9 +204,8 @@ class CrossReference:
         """Run the add/update ``events`` that follow in a :class:`~xds_hub.pix.unit.FeedUnit` (their
         identifiers loaded at once, their writes sent together); flushed on leaving, dropped on an
         exception (the caller's transaction rolls back)."""
-        authority = self.domain.assigning_authority
-        prefix = self.pix.id_prefix
-        unit = FeedUnit(self._direct(conn), lambda person: (authority, f"{prefix}{person}"), len(events))
+        allocated = (self.domain.assigning_authority, self.pix.id_prefix)
+        unit = FeedUnit(self._direct(conn), allocated, len(events))
         keys: list[tuple[str, str]] = []
         for event in events:
             for raw in (*event.ids, *event.other_ids):
