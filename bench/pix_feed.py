@@ -276,6 +276,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     failures: int
+    #: 1-minute load average of the machine at the end of the run.
+    load: float = 0.0
 
 
 def one_run(hub: Hub, null_port: int, args: argparse.Namespace, run: int) -> Run:
@@ -310,19 +312,65 @@ def one_run(hub: Hub, null_port: int, args: argparse.Namespace, run: int) -> Run
         p50_ms=lat[len(lat) // 2] * 1000,
         p99_ms=lat[int(len(lat) * 0.99)] * 1000,
         failures=bad1 + bad2 + bad3,
+        load=os.getloadavg()[0],
     )
 
 
+PG_DATASET = "pix_bench_dataset"
+
+
+def _dataset(backend: str, args: argparse.Namespace) -> tuple[Path, str, bool, bool]:
+    """(folder, URL, whether it must be bulk-loaded, whether to delete it afterwards).
+
+    Without ``--data`` a fresh dataset per invocation, deleted afterwards; with ``--data DIR`` the
+    dataset is kept (SQLite file in DIR, PostgreSQL database ``pix_bench_dataset``) and reused by
+    the next invocation with the same DIR, so that before/after measurements share it.
+    """
+    if not args.data:
+        folder = Path(tempfile.mkdtemp(prefix=f"pix-bench-{backend}-"))
+        return folder, db_url_for(backend, folder), True, True
+    folder = Path(args.data) / backend
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / f"loaded-{args.identities}"
+    if backend == "postgresql":
+        import psycopg
+
+        from tests.hubproc import PG_ADMIN_URL
+
+        url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+        url += f"/{PG_DATASET}"
+        if not marker.exists():
+            drop_pg_database(url)
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{PG_DATASET}"')
+    else:
+        url = f"sqlite:///{folder / 'hub.sqlite'}"
+    return folder, url, not marker.exists(), False
+
+
+def drop_datasets(data: str) -> None:
+    """Delete what ``--data DIR`` kept (``--drop-data``)."""
+    import shutil
+
+    from tests.hubproc import PG_ADMIN_URL
+
+    url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    drop_pg_database(f"{url}/{PG_DATASET}")
+    shutil.rmtree(data, ignore_errors=True)
+
+
 def run_backend(backend: str, args: argparse.Namespace) -> tuple[float, list[Run]]:
-    folder = Path(tempfile.mkdtemp(prefix=f"pix-bench-{backend}-"))
-    url = db_url_for(backend, folder)
+    folder, url, load, temporary = _dataset(backend, args)
     null_port = free_port()
     null = subprocess.Popen([sys.executable, "-c", NULL_SERVER, str(null_port)])
     hub: Hub | None = None
     try:
-        load_s = bulk_load(url, args.identities)
-        print(f"[{backend}] bulk-loaded {args.identities:,} identities in {load_s:.0f} s", flush=True)
-        hub = Hub(folder=folder, db_url=url, config_text=TEST_CONFIG).start(timeout=120)
+        load_s = 0.0
+        if load:
+            load_s = bulk_load(url, args.identities)
+            (folder / f"loaded-{args.identities}").touch()
+            print(f"[{backend}] bulk-loaded {args.identities:,} identities in {load_s:.0f} s", flush=True)
+        hub = Hub(folder=folder / "hub", db_url=url, config_text=TEST_CONFIG).start(timeout=120)
         runs = []
         for r in range(args.runs):
             result = one_run(hub, null_port, args, r)
@@ -334,7 +382,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> tuple[float, list[Run
             hub.stop()
         null.terminate()
         null.wait(10)
-        if backend == "postgresql":
+        if temporary and backend == "postgresql":
             drop_pg_database(url)
 
 
@@ -348,7 +396,14 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--queries", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--data", help="keep the bulk-loaded dataset here and reuse it (see --drop-data)")
+    parser.add_argument("--drop-data", action="store_true", help="delete the dataset of --data and exit")
     args = parser.parse_args()
+    if args.drop_data:
+        if not args.data:
+            parser.error("--drop-data needs --data DIR")
+        drop_datasets(args.data)
+        return 0
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     rows = []
     for backend in backends:
@@ -362,16 +417,17 @@ def main() -> int:
             f"| {med('pipelined_rate'):,.0f} ({med('pipelined_cpu_per_1000'):.2f}) "
             f"| {med('null_sync_rate'):,.0f} | {med('null_pipelined_rate'):,.0f} "
             f"| {med('p50_ms'):.2f} | {med('p99_ms'):.2f} ({med('query_cpu_per_1000'):.2f}) "
-            f"| {sum(r.failures for r in runs)} |"
+            f"| {sum(r.failures for r in runs)} "
+            f"| {min(r.load for r in runs):.1f}-{max(r.load for r in runs):.1f} |"
         )
     print()
     print(
         f"| backend | bulk load ({args.identities:,}) | ITI-8 sync msg/s (hub CPU s/1000) "
         f"| ITI-8 pipelined ({args.window}) msg/s (hub CPU s/1000) "
         "| do-nothing sync | do-nothing pipelined | ITI-9 p50 ms | ITI-9 p99 ms (hub CPU s/1000) "
-        "| failures |"
+        "| failures | load avg |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         print(row)
     return 0

@@ -18,7 +18,6 @@ from typing import Any, TypeAlias
 import hl7
 from hl7.parser import _ParsePlan
 from hl7.parser import _split as _hl7_split
-from hl7.util import escape as _hl7_escape
 from hl7.util import unescape as _hl7_unescape
 
 from xds_hub.errors import ParseError
@@ -245,7 +244,7 @@ class Segment:
             if not node:
                 return ""
             node = _get(node, 0)
-        return str(_hl7_unescape(self.raw, node)) if "\\" in node else node
+        return unescape(node) if "\\" in node else node
 
     def values(self, field: int, rep: int, paths: tuple[tuple[int, int], ...]) -> list[str]:
         """``[value(field, rep, comp, sub) for comp, sub in paths]``, walking to the repetition
@@ -357,17 +356,60 @@ def split_messages(text: str) -> list[str]:
 # Building
 # ---------------------------------------------------------------------------------------------
 
-_ESCAPER = hl7.Message(separators=SEPARATORS)
-
-
-_PLAIN = re.compile(r"[\x20-\x25\x27-\x5b\x5d\x5f-\x7b\x7d]*")  # printable ASCII but | ^ ~ \ &
+#: HL7 v2.7 2.7.4 (escape sequences supporting delimiter values) and 2.7.5 (hexadecimal data): the
+#: delimiters and the escape character, and the CR / LF a value may hold (a CR would end the
+#: segment).  Every other character, non-ASCII included, is sent as it is: MSH-18 says how the
+#: text is encoded.
+_ESCAPES = str.maketrans(
+    {
+        "|": "\\F\\",
+        "^": "\\S\\",
+        "~": "\\R\\",
+        "&": "\\T\\",
+        "\\": "\\E\\",
+        "\r": "\\X0D\\",
+        "\n": "\\X0A\\",
+    }
+)
+_SPECIAL = re.compile(r"[|^~&\\\r\n]")
 
 
 def escape(value: str) -> str:
-    """``value`` with the delimiters escaped (HL7 2.5 2.7.4)."""
-    if _PLAIN.fullmatch(value):
+    """``value`` with the delimiters, the escape character and CR/LF escaped (HL7 v2.7 2.7.4,
+    2.7.5); anything else, accented or non-Latin letters included, is left as it is."""
+    if _SPECIAL.search(value) is None:
         return value
-    return str(_hl7_escape(_ESCAPER, value))
+    return value.translate(_ESCAPES)
+
+
+_SEQUENCE = re.compile(r"\\([^\\]*)\\")
+_ESCAPER = hl7.Message(separators=SEPARATORS)
+
+
+def _unescape_one(match: re.Match[str]) -> str:
+    body = match.group(1)
+    if body[:1] == "X" and len(body) > 1:
+        # Hexadecimal data (2.7.5): bytes of the message's own encoding (the text is decoded
+        # already): UTF-8 when they form it, else one character per byte.
+        try:
+            data = bytes.fromhex(body[1:])
+        except ValueError:
+            return ""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    if body in ("H", "N"):  # highlighting on / off (2.7.3): no text
+        return ""
+    return str(_hl7_unescape(_ESCAPER, match.group(0)))
+
+
+def unescape(value: str) -> str:
+    """The text of an escaped value (HL7 v2.7 2.7): python-hl7's unescaping, except hexadecimal
+    data, which is decoded as bytes (python-hl7 turns each byte into a character)."""
+    if "\\" not in value:
+        return value
+    return _SEQUENCE.sub(_unescape_one, value)
 
 
 class Raw(str):
