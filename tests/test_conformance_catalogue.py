@@ -36,15 +36,8 @@ INTERFACE_TRANSACTIONS = {
     "DICOM-GET",
 }
 
-_KOS = (
-    "RAD-68: the Document Repository does not check the manifest against its DocumentEntry "
-    "(xds_hub.imaging.kos.check_kos_against_metadata exists but ITI-41 does not call it)"
-)
 #: Scenario id -> why the hub fails it today (see the conformance report of issue 4).
-KNOWN_HUB_GAPS: dict[str, str] = {
-    "imaging/rad68/not-a-kos": _KOS,
-    "imaging/rad68/kos-study-mismatch": _KOS,
-}
+KNOWN_HUB_GAPS: dict[str, str] = {}
 
 
 def test_conformance_catalogue_covers_every_transaction() -> None:

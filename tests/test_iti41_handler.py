@@ -2,17 +2,23 @@
 
 Runs the handler in process on SQLite and PostgreSQL with requests shaped as the SOAP edge hands
 them over (inline base64, or MTOM parts already in the blob store); each error path asserts its
-exact code and that nothing was half-stored (rows and blobs counted).
+exact code and that nothing was half-stored (rows counted).  A refused request's blobs are not
+deleted on the spot (a concurrent submission of the same octets may share the content-addressed
+blob): they are unreferenced and the orphan sweep collects them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tests.repository_support import (
+    Counts,
+    count_blobs,
     counts,
     inline_request,
     mtom_request,
@@ -30,9 +36,10 @@ from xds_hub.errors import ErrorCode, XdsError
 from xds_hub.repository import iti41
 from xds_hub.repository.iti41 import decode_base64_into, provide_and_register
 from xds_hub.repository.store import find_documents
+from xds_hub.repository.sweep import sweep_orphans
 from xds_hub.soap.types import SoapRequest
 from xds_hub.storage import codec
-from xds_hub.storage.schema import registry_object
+from xds_hub.storage.schema import registry_object, repository_document
 from xds_hub.storage.stores import Stores
 
 
@@ -56,6 +63,19 @@ def _registered_entry(stores: Stores, unique_id: str) -> DocumentEntry:
             )
         ).scalar_one()
     return codec.loads(DocumentEntry, body)
+
+
+def _assert_only_orphans_left(stores: Stores, before: Counts) -> None:
+    """No row was added, no blob was deleted on the spot, and the sweep leaves only referenced blobs."""
+    after = counts(stores.engine, stores.blobs)
+    assert (after.documents, after.registry_objects) == (before.documents, before.registry_objects)
+    assert after.blobs >= before.blobs
+    sweep_orphans(stores, grace_seconds=0, now=time.time() + 1)
+    with stores.engine.connect() as conn:
+        referenced = conn.execute(
+            select(func.count(func.distinct(repository_document.c.blob_key)))
+        ).scalar_one()
+    assert count_blobs(stores.blobs) == referenced
 
 
 @pytest.mark.parametrize("mtom", [False, True], ids=["inline", "mtom"])
@@ -90,10 +110,7 @@ def _assert_rejected(stores: Stores, settings: Settings, request: SoapRequest, c
     status, codes = status_and_codes(resp.body)
     assert status == "Failure"
     assert code.value in codes, codes
-    after = counts(stores.engine, stores.blobs)
-    assert (after.documents, after.registry_objects) == (before.documents, before.registry_objects)
-    # The blobs this request wrote (inline, or its MIME parts) are gone again.
-    assert after.blobs == before.blobs - len(request.attachments)
+    _assert_only_orphans_left(stores, before)
     return codes
 
 
@@ -156,12 +173,59 @@ def test_iti41_rejects_unknown_patient_and_keeps_nothing(stores: Stores, setting
     assert set(codes) == {ErrorCode.UNKNOWN_PATIENT_ID.value}
 
 
-def test_iti41_inline_failure_deletes_inline_blobs(stores: Stores, settings: Settings) -> None:
+def test_iti41_inline_failure_leaves_inline_blobs_to_the_sweep(stores: Stores, settings: Settings) -> None:
     sub, contents = submission_for(new_pid(), [b"inline content that will be rejected"])
     before = counts(stores.engine, stores.blobs)
     resp = iti41.handle(inline_request(sub, contents), stores, settings)
     assert status_and_codes(resp.body)[1] == [ErrorCode.UNKNOWN_PATIENT_ID.value]
-    assert counts(stores.engine, stores.blobs) == before
+    assert counts(stores.engine, stores.blobs).blobs == before.blobs + 1
+    _assert_only_orphans_left(stores, before)
+    assert count_blobs(stores.blobs) == before.blobs
+
+
+@pytest.mark.parametrize("mtom", [False, True], ids=["inline", "mtom"])
+def test_iti41_failure_does_not_break_a_concurrent_submission_of_the_same_octets(
+    stores: Stores, settings: Settings, pid: str, mtom: bool
+) -> None:
+    """Submission B has written its content (MTOM part in the store) but not yet committed when A,
+    with the same octets, fails: B's blob must still be there when B commits."""
+    shared = f"same octets {time.time_ns()}".encode()
+    in_flight, in_flight_contents = submission_for(pid, [shared])
+    request_b = mtom_request(stores, in_flight, in_flight_contents)
+    failing, failing_contents = submission_for(new_pid(), [shared])  # unknown patient
+    request_a = (
+        mtom_request(stores, failing, failing_contents) if mtom else inline_request(failing, failing_contents)
+    )
+    resp_a = iti41.handle(request_a, stores, settings)
+    assert status_and_codes(resp_a.body) == ("Failure", [ErrorCode.UNKNOWN_PATIENT_ID.value])
+    resp_b = iti41.handle(request_b, stores, settings)
+    assert status_and_codes(resp_b.body) == ("Success", [])
+    uid = in_flight.documents[0].unique_id
+    with stores.engine.connect() as conn:
+        stored = find_documents(conn, [uid])[uid]
+    with stores.blobs.open(stored.blob_key) as f:
+        assert f.read() == shared
+
+
+def test_iti41_concurrent_failures_and_successes_of_shared_octets_all_answer_right(
+    stores: Stores, settings: Settings, pid: str
+) -> None:
+    """Threads submit the same octets at once, half for an unknown patient: each good one succeeds."""
+    shared = f"contended octets {time.time_ns()}".encode()
+    outcomes: dict[int, tuple[str, list[str]]] = {}
+
+    def submit(i: int) -> None:
+        sub, contents = submission_for(pid if i % 2 == 0 else new_pid(), [shared])
+        outcomes[i] = status_and_codes(iti41.handle(inline_request(sub, contents), stores, settings).body)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {i: o for i, o in outcomes.items() if i % 2 == 0} == {i: ("Success", []) for i in range(0, 12, 2)}
+    failures = [o for i, o in outcomes.items() if i % 2]
+    assert failures == [("Failure", [ErrorCode.UNKNOWN_PATIENT_ID.value])] * 6
 
 
 def test_iti41_rejects_invalid_base64(stores: Stores, settings: Settings, pid: str) -> None:
@@ -255,7 +319,7 @@ def test_rad68_provide_and_register_reuses_the_iti41_path(
     with stores.engine.connect() as conn:
         stored = find_documents(conn, [registered.unique_id])[registered.unique_id]
     assert (stored.blob_key, stored.mime_type) == (info.key, "application/dicom")
-    # A failing publication (hash disagrees) raises and deletes the unreferenced blob.
+    # A failing publication (hash disagrees) raises; its unreferenced blob is left to the sweep.
     bad, _ = submission_for(pid, [b"other kos"], mime_type="application/dicom")
     writer = stores.blobs.writer()
     writer.write(b"other kos")
@@ -264,6 +328,8 @@ def test_rad68_provide_and_register_reuses_the_iti41_path(
     with pytest.raises(XdsError) as exc:
         provide_and_register(stores, settings, bad, {bad.documents[0].entry_uuid: other})
     assert [p.code for p in exc.value.problems] == [ErrorCode.REPOSITORY_METADATA_ERROR]
+    assert stores.blobs.exists(other.key)
+    sweep_orphans(stores, grace_seconds=0, now=time.time() + 1)
     assert not stores.blobs.exists(other.key)
     assert stores.blobs.exists(info.key)
 
@@ -293,7 +359,7 @@ def test_iti41_inline_base64_decodes_in_chunks(chunk: int) -> None:
     assert bytes(sink.data) == payload
 
 
-def test_iti41_wrong_body_is_a_sender_fault_and_keeps_no_part(
+def test_iti41_wrong_body_is_a_sender_fault_and_stores_nothing(
     stores: Stores, settings: Settings, pid: str
 ) -> None:
     from lxml import etree
@@ -312,4 +378,6 @@ def test_iti41_wrong_body_is_a_sender_fault_and_keeps_no_part(
     with pytest.raises(SoapFault) as exc:
         iti41.handle(wrong, stores, settings)
     assert exc.value.code is FaultCode.SENDER
-    assert counts(stores.engine, stores.blobs).blobs == before.blobs - 1
+    assert counts(stores.engine, stores.blobs) == before  # the part is left to the sweep
+    _assert_only_orphans_left(stores, before)
+    assert count_blobs(stores.blobs) == before.blobs - 1

@@ -24,6 +24,7 @@ from xds_hub.client.xds import DocumentRequest, XdsClient
 from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.ebxml.render import render_provide_and_register
 from xds_hub.errors import ErrorCode
+from xds_hub.repository.sweep import referenced_keys
 from xds_hub.storage.stores import Stores
 
 REPOSITORY_ID = "1.3.6.1.4.1.21367.13.80.1"  # tests/hubproc.py TEST_CONFIG
@@ -123,7 +124,12 @@ def test_iti41_http_rejects_with_exact_code_and_stores_nothing(
     result = client.provide_and_register(sub, contents, mtom=mtom)
     assert result.status_name == "Failure"
     assert {e.code for e in result.errors} == {code.value}
-    assert counts(store.engine, store.blobs) == before
+    after = counts(store.engine, store.blobs)
+    assert (after.documents, after.registry_objects) == (before.documents, before.registry_objects)
+    # The octets are not deleted on the spot (another submission may share the content-addressed
+    # blob); nothing refers to them, so the orphan sweep collects them.
+    with store.engine.connect() as conn:
+        assert referenced_keys(conn, [hashlib.sha256(c).hexdigest() for c in contents.values()]) == set()
 
 
 def test_iti41_http_request_and_response_validate_against_official_schemas(hub: Hub, store: Stores) -> None:

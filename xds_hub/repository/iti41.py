@@ -9,8 +9,18 @@ size supplied by the Document Source that disagrees is XDSRepositoryMetadataErro
 registers the submission (the ITI-42 of 3.41.4.1.3.2, done in process) in the same database
 transaction that records its documents, so either everything is stored or nothing is (that
 transaction may also carry concurrent submissions, each in its own savepoint: see
-:mod:`xds_hub.registry.group_commit`).  On any failure the blobs this request wrote are deleted
-unless another document already holds the same content.
+:mod:`xds_hub.registry.group_commit`).
+
+A DocumentEntry of an XDS-I.b manifest (RAD-68: mimeType application/dicom, formatCode
+1.2.840.10008.5.1.4.1.1.88.59) has its KOS checked against its metadata by
+:func:`xds_hub.imaging.kos.check_kos_against_metadata` (the code that validates the public KOS
+sample); each disagreement is XDSRepositoryMetadataError and nothing is registered.
+
+On failure nothing is registered and the blobs already written are left alone: the store is
+content-addressed, so a concurrent submission of the same octets may share a blob that is not yet
+referenced by a committed row; deleting it would make that submission fail.  Unreferenced blobs
+are collected by the orphan sweep (:mod:`xds_hub.repository.sweep`), whose grace period protects
+writes still on their way to a commit.
 
 :func:`provide_and_register` is the same path for callers inside the hub that already stored the
 document (the Imaging Document Source's RAD-68 KOS publication).
@@ -19,8 +29,9 @@ document (the Imaging Document Source's RAD-68 KOS publication).
 from __future__ import annotations
 
 import binascii
+import io
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from lxml import etree
 from sqlalchemy import Connection
@@ -30,7 +41,7 @@ from xds_hub import ns
 from xds_hub.domain.evolve import evolve
 from xds_hub.domain.metadata import DocumentEntry, Submission
 from xds_hub.domain.validate import validate_submission
-from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
+from xds_hub.domain.vocabulary import KOS_FORMAT_CODE, KOS_FORMAT_SCHEME, ResponseStatus, SoapAction
 from xds_hub.ebxml import wire
 from xds_hub.ebxml.parse import parse_provide_and_register
 from xds_hub.ebxml.render import render_registry_response
@@ -39,7 +50,8 @@ from xds_hub.log import get_logger
 from xds_hub.registry.group_commit import group_commit
 from xds_hub.registry.register import RegistrationResult, register_submission
 from xds_hub.repository.store import StoredDocument, find_documents, insert_documents
-from xds_hub.repository.sweep import discard_blobs, missing_blobs
+from xds_hub.repository.sweep import missing_blobs
+from xds_hub.security.guard import authorize_submission
 from xds_hub.soap.types import SoapRequest, SoapResponse
 from xds_hub.storage.ports import BlobInfo, BlobWriter
 
@@ -85,7 +97,7 @@ def _inline_elements(body: etree._Element) -> dict[str, etree._Element]:
     }
 
 
-def _store_inline(stores: Stores, elem: etree._Element, doc_id: str, written: list[str]) -> BlobInfo:
+def _store_inline(stores: Stores, elem: etree._Element, doc_id: str) -> BlobInfo:
     writer = stores.blobs.writer()
     try:
         decode_base64_into(elem.text or "", writer)
@@ -96,13 +108,12 @@ def _store_inline(stores: Stores, elem: etree._Element, doc_id: str, written: li
     except BaseException:
         writer.abort()
         raise
-    written.append(info.key)
     elem.text = None  # the base64 text is no longer needed; let it go before the commit
     return info
 
 
 def _gather_contents(
-    request: SoapRequest, submission: Submission, stores: Stores, written: list[str]
+    request: SoapRequest, submission: Submission, stores: Stores
 ) -> tuple[dict[str, BlobInfo], list[Problem]]:
     """DocumentEntry id -> stored content for the xdsb:Documents of the request, and the problems met.
 
@@ -121,7 +132,7 @@ def _gather_contents(
             elem = inline.get(doc_id)
             if elem is not None:
                 try:
-                    contents[doc_id] = _store_inline(stores, elem, doc_id, written)
+                    contents[doc_id] = _store_inline(stores, elem, doc_id)
                 except XdsError as exc:
                     problems.extend(exc.problems)
             continue
@@ -269,6 +280,34 @@ def _record_documents(
     return rows
 
 
+def check_manifests(stores: Stores, submission: Submission, contents: Mapping[str, BlobInfo]) -> None:
+    """RAD-68 at the Document Repository: check each KOS manifest against its DocumentEntry.
+
+    Raises XdsError with every XDSRepositoryMetadataError found (RAD TF-3 4.68.4.1.3; ITI TF-2
+    3.41.4.1.3.2): content that is not a DICOM KOS manifest, a uniqueId that is not its SOP Instance
+    UID, a sourcePatientId, accession or Study Instance UID in referenceIdList the KOS disagrees with.
+    """
+    manifests = [
+        e
+        for e in submission.documents
+        if e.format_code is not None
+        and e.format_code.code == KOS_FORMAT_CODE
+        and e.format_code.scheme == KOS_FORMAT_SCHEME
+        and e.entry_uuid in contents
+    ]
+    if not manifests:
+        return
+    from xds_hub.imaging.kos import check_kos_against_metadata  # pydicom: only for manifests
+
+    problems: list[Problem] = []
+    for entry in manifests:
+        with stores.blobs.open(contents[entry.entry_uuid].key) as stream:
+            source: BinaryIO = stream if stream.seekable() else io.BytesIO(stream.read())
+            problems.extend(check_kos_against_metadata(source, entry))
+    if problems:
+        raise XdsError(problems)
+
+
 def provide_and_register(
     stores: Stores,
     settings: Settings,
@@ -276,22 +315,18 @@ def provide_and_register(
     contents: Mapping[str, BlobInfo],
     *,
     problems: Iterable[Problem] = (),
-    discard_on_failure: Iterable[str] | None = None,
 ) -> RegistrationResult:
     """Store and register ``submission`` whose documents' contents are already blobs.
 
     ``contents`` maps each DocumentEntry id (as in ``submission``) to its stored blob;
     ``problems`` are those the caller already met reading the documents.  Returns what the
     registry registered (the submission with its UUIDs, any warnings).  Raises XdsError when
-    anything is wrong (then nothing is stored or registered) after deleting the blobs of
-    ``discard_on_failure`` (default: those of ``contents``) that nothing references.
+    anything is wrong; then nothing is registered and the blobs stay for the orphan sweep.
     """
-    discard = (
-        list(discard_on_failure) if discard_on_failure is not None else [b.key for b in contents.values()]
-    )
     repo_id = settings.domain.repository_unique_id
     try:
         attached = attach_contents(submission, contents, repo_id, problems)
+        check_manifests(stores, attached, contents)
         by_unique_id = {
             entry.unique_id: contents[entry.entry_uuid]
             for entry in attached.documents
@@ -307,29 +342,17 @@ def provide_and_register(
         # Parsing, validation and the blobs are done: only the checks and inserts run under the
         # writer lock, committed together with those of concurrent submissions (group commit).
         return group_commit(stores.engine).run(store)
-    except XdsError:
-        _discard_quietly(stores, discard)
-        raise
     except IntegrityError as exc:
         log.warning("ITI-41 lost a race on a uniqueId", extra={"error": str(exc.orig)})
-        _discard_quietly(stores, discard)
         raise XdsError.one(
             ErrorCode.DUPLICATE_UNIQUE_ID_IN_REGISTRY,
             "a uniqueId of this submission was registered concurrently",
         ) from None
     except SQLAlchemyError:
         log.exception("ITI-41 database failure")
-        _discard_quietly(stores, discard)
         raise XdsError.one(
             ErrorCode.REPOSITORY_ERROR, "the repository could not store the submission"
         ) from None
-
-
-def _discard_quietly(stores: Stores, keys: Iterable[str]) -> None:
-    try:
-        discard_blobs(stores, keys)
-    except Exception:  # the sweep will collect them later
-        log.exception("could not discard the blobs of a failed submission")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,39 +367,24 @@ def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
 
 
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
-    """ITI-41: store the documents and register their metadata; answer rs:RegistryResponse."""
-    attachment_keys = [a.blob.key for a in request.attachments.values()]
-    written: list[str] = []
-    delegated = False  # provide_and_register discards the blobs itself when it fails
+    """ITI-41: store the documents and register their metadata; answer rs:RegistryResponse.
+
+    Blobs of a refused request (and MIME parts no document uses) are left to the orphan sweep.
+    """
     try:
         try:
             submission = parse_provide_and_register(request.body)
         except ParseError as exc:
             raise SoapFault(FaultCode.SENDER, f"not a ProvideAndRegisterDocumentSetRequest: {exc}") from None
-        contents, problems = _gather_contents(request, submission, stores, written)
-        delegated = True
-        result = provide_and_register(
-            stores,
-            settings,
-            submission,
-            contents,
-            problems=problems,
-            discard_on_failure=[*written, *attachment_keys],
-        )
+        authorize_submission(request, submission, settings, stores, "ITI-41")  # sourceId, patients
+        contents, problems = _gather_contents(request, submission, stores)
+        result = provide_and_register(stores, settings, submission, contents, problems=problems)
     except XdsError as exc:
-        if not delegated:
-            _discard_quietly(stores, [*written, *attachment_keys])
         log.info("ITI-41 rejected", extra={"codes": sorted({p.code.value for p in exc.problems})})
         return _response(exc.problems)
     except SoapFault:
-        _discard_quietly(stores, [*written, *attachment_keys])
         raise
     except Exception:
         log.exception("ITI-41 failed unexpectedly")
-        _discard_quietly(stores, [*written, *attachment_keys])
         return _response((Problem(ErrorCode.REPOSITORY_ERROR, "internal error of the Document Repository"),))
-    used = {b.key for b in contents.values()}
-    unused = [k for k in attachment_keys if k not in used]
-    if unused:
-        _discard_quietly(stores, unused)
     return _response(result.warnings)
