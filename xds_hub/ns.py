@@ -12,6 +12,8 @@ XSD: Final = "http://www.w3.org/2001/XMLSchema"
 WSDL: Final = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP12: Final = "http://schemas.xmlsoap.org/wsdl/soap12/"
 WSAW: Final = "http://www.w3.org/2006/05/addressing/wsdl"
+#: WS-Security 1.0 secext (the ``wsse:FailedAuthentication`` fault subcode of a refused request).
+WSSE: Final = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 
 RIM: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 RS: Final = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"

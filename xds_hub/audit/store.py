@@ -27,6 +27,7 @@ from xds_hub.audit.model import AuditMessage, Outcome, ParticipantObject
 from xds_hub.audit.tables import audit_patient, audit_record
 from xds_hub.audit.xml import to_xml
 from xds_hub.log import get_logger
+from xds_hub.storage.db import is_sqlite, write_transaction
 
 log = get_logger("xds_hub.audit")
 
@@ -76,15 +77,21 @@ def _row(message: AuditMessage) -> dict[str, object]:
     }
 
 
+_INSERT_RECORD = insert(audit_record)
+_INSERT_PATIENT = insert(audit_patient)
+
+
 def _insert(conn: Connection, message: AuditMessage, aliases: Iterable[str]) -> int:
-    result = conn.execute(insert(audit_record).values(**_row(message)))
+    # One prebuilt statement with the row as parameters: compiled once (a ``.values(**row)`` per
+    # message made SQLAlchemy build and cache-key a statement each time: ~10x the CPU per record).
+    result = conn.execute(_INSERT_RECORD, _row(message))
     key = result.inserted_primary_key
     if key is None:
         raise RuntimeError("the audit record got no id")
     record_id = int(key[0])
     patients = list(dict.fromkeys(p[:256] for p in (*message.patient_ids, *aliases) if p))
     if patients:
-        conn.execute(insert(audit_patient), [{"record_id": record_id, "patient_id": p} for p in patients])
+        conn.execute(_INSERT_PATIENT, [{"record_id": record_id, "patient_id": p} for p in patients])
     return record_id
 
 
@@ -108,6 +115,21 @@ def record(message: AuditMessage, target: Connection | Engine, *, aliases: Itera
             xml = repr(message)
         log.exception("audit record could not be stored", extra={"audit_message": xml})
         return None
+
+
+def record_many(messages: Sequence[AuditMessage], engine: Engine) -> None:
+    """Store ``messages`` in one transaction (the :mod:`xds_hub.audit.recorder`'s batches); raises
+    on a database error (nothing of the batch is stored then)."""
+    if not messages:
+        return
+    if is_sqlite(engine):
+        with write_transaction(engine) as conn:  # queue with the hub's other SQLite writers
+            for message in messages:
+                _insert(conn, message, ())
+        return
+    with engine.begin() as conn:
+        for message in messages:
+            _insert(conn, message, ())
 
 
 def record_outcome(

@@ -4,19 +4,30 @@ Repository).
 
 Their handlers call :func:`authorize_admin` first, before reading the request.  The rule itself
 is :func:`xds_hub.security.access.require_admin` (a SOAP Sender fault with subcode
-``wsse:FailedAuthentication`` unless the peer is one of ``[security] admin_subjects``).  The
-authenticated peer reaches a handler as ``SoapRequest.identity`` once the SOAP edge sets it
-(TLS peer certificate, see :mod:`xds_hub.security.tls`); until then, and whenever TLS is off,
-there is no identity and the check passes, as every check of :mod:`xds_hub.security.access` does.
+``wsse:FailedAuthentication`` unless the peer is one of ``[security] admin_subjects``), applied by
+:func:`xds_hub.security.guard.authorize_admin`, which also records the refusal's Security Alert.
+The authenticated peer is ``SoapRequest.identity`` (TLS client certificate, see
+:mod:`xds_hub.security.tls`); whenever mutual TLS is off there is no identity and the check passes.
 """
 
 from __future__ import annotations
 
-from xds_hub.security.access import NodeIdentity, require_admin
+from typing import TYPE_CHECKING
+
+from xds_hub.security import guard
 from xds_hub.soap.types import SoapRequest
 
+if TYPE_CHECKING:
+    from xds_hub.config import Settings
+    from xds_hub.storage.stores import Stores
 
-def authorize_admin(request: SoapRequest) -> None:
-    """Raise SoapFault (wsse:FailedAuthentication) unless the requester may administer metadata."""
-    identity = getattr(request, "identity", None)
-    require_admin(identity if isinstance(identity, NodeIdentity) else None)
+
+def authorize_admin(
+    request: SoapRequest,
+    settings: Settings | None = None,
+    stores: Stores | None = None,
+    transaction: str = "",
+) -> None:
+    """Raise SoapFault (wsse:FailedAuthentication) unless the requester may administer metadata;
+    with ``settings`` and ``stores``, a refusal is also audited (Security Alert)."""
+    guard.authorize_admin(request, settings, stores, transaction)

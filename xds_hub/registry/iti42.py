@@ -27,6 +27,7 @@ from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, 
 from xds_hub.log import get_logger
 from xds_hub.registry.group_commit import group_commit
 from xds_hub.registry.register import RegistrationResult, register_submission
+from xds_hub.security.guard import authorize_submission
 from xds_hub.soap.types import SoapRequest, SoapResponse
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         submission = parse_submit_objects_request(request.body)
     except ParseError as exc:
         raise SoapFault(FaultCode.SENDER, f"not a SubmitObjectsRequest: {exc}") from None
+    except XdsError as exc:
+        return _response(exc.problems)
+    try:
+        authorize_submission(request, submission, settings, stores, "ITI-42")
     except XdsError as exc:
         return _response(exc.problems)
     try:

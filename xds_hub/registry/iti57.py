@@ -61,7 +61,7 @@ def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
 
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
     """ITI-57: apply the metadata updates of ``request``; answer rs:RegistryResponse."""
-    authorize_admin(request)
+    authorize_admin(request, settings, stores, "ITI-57")
     try:
         submission = parse_submit_objects_request(request.body)
     except ParseError as exc:

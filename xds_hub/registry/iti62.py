@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from xds_hub.audit.soap import patients_of_objects
 from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
 from xds_hub.ebxml.parse import parse_remove_objects_request
 from xds_hub.ebxml.render import render_registry_response
@@ -56,6 +57,15 @@ def delete_document_set(stores: Stores, ids: Sequence[str]) -> RemovalResult:
         raise XdsError.one(ErrorCode.REGISTRY_ERROR, "the registry could not remove the metadata") from None
 
 
+def _patients(stores: Stores, ids: Sequence[str]) -> tuple[str, ...]:
+    """The patients of the objects about to be removed, for the audit message (best effort)."""
+    try:
+        return patients_of_objects(stores, ids)
+    except Exception:
+        log.warning("ITI-62: the patients of the removed objects could not be read for the audit trail")
+        return ()
+
+
 def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
     failed = any(p.severity is Severity.ERROR for p in problems)
     status = ResponseStatus.FAILURE if failed else ResponseStatus.SUCCESS
@@ -64,13 +74,14 @@ def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
 
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
     """ITI-62: remove the objects named by ``request``; answer rs:RegistryResponse."""
-    authorize_admin(request)
+    authorize_admin(request, settings, stores, "ITI-62")
     try:
         refs = parse_remove_objects_request(request.body)
     except ParseError as exc:
         raise SoapFault(FaultCode.SENDER, f"not a RemoveObjectsRequest: {exc}") from None
     except XdsError as exc:
         return _response(exc.problems)
+    request.notes.patient_ids = _patients(stores, [r.id for r in refs])
     try:
         result = delete_document_set(stores, [r.id for r in refs])
     except XdsError as exc:

@@ -210,7 +210,7 @@ def remove_documents(
 
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
     """ITI-86: remove the documents named by ``request``; answer rs:RegistryResponse."""
-    authorize_admin(request)
+    authorize_admin(request, settings, stores, "ITI-86")
     requests = parse_remove_documents_request(request.body)
     try:
         outcome = remove_documents(requests, stores, settings)

@@ -18,10 +18,15 @@ thread-safe, so each parse builds its own pull parser (cheap).
 
 Use :func:`parse_bytes` (default limits) or ``safe_parser(...)`` for other limits; code that has to
 parse with its own ``etree.XMLParser`` takes :func:`hardened_parser` and calls :func:`check_tree`.
+:func:`parse_fast` is the same defence for hot paths (SOAP envelopes): libxml2 parses in one call,
+the element count is bounded from the bytes before parsing, and the depth limit is libxml2's own
+(256 levels without ``huge_tree``) instead of ``max_depth``; it is several times cheaper than the
+pull parser on metadata-heavy messages.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +165,36 @@ def safe_parser(
 
 
 _DEFAULT = SafeXmlParser()
+_LOCAL = threading.local()
+
+
+def _thread_parser() -> etree.XMLParser:
+    parser: etree.XMLParser | None = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = hardened_parser()
+    return parser
+
+
+def parse_fast(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:
+    """Parse untrusted ``data`` as :func:`parse_bytes` does, in one libxml2 call (see the module
+    docstring: the depth limit is libxml2's 256 levels).  Raises ParseError."""
+    if len(data) > limits.max_bytes:
+        raise ParseError(f"XML larger than {limits.max_bytes} bytes")
+    tags = data.count(b"<")  # every element needs one; a start and an end tag need two
+    if tags > 2 * limits.max_elements + 16:
+        raise ParseError(f"XML with more than {limits.max_elements} elements")
+    if _DOCTYPE in data[:4096]:
+        raise ParseError("XML with a document type declaration (DOCTYPE) is not accepted")
+    try:
+        root = etree.fromstring(data, _thread_parser())
+    except (etree.LxmlError, ValueError, UnicodeError) as exc:
+        raise ParseError(f"XML is not well-formed: {exc}") from exc
+    _refuse_doctype(root.getroottree())
+    for node in root.iter(etree.Entity):
+        raise ParseError(f"XML with entity references is not accepted ({node})")
+    if tags > limits.max_elements and sum(1 for _ in root.iter()) > limits.max_elements:
+        raise ParseError(f"XML with more than {limits.max_elements} elements")
+    return root
 
 
 def parse_bytes(data: bytes, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Element:

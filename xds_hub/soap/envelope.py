@@ -8,15 +8,15 @@ back on the HTTP response, so ReplyTo is anonymous).
 Reading is two steps so that a fault about a header can still carry wsa:RelatesTo:
 :func:`parse_envelope` checks the XML and the envelope structure and notes the request's MessageID,
 :func:`read_addressing` applies the mustUnderstand rule and reads the WS-Addressing headers.
-XML is parsed with a hardened lxml parser: no DTD (a DTD is a Sender fault), no entity expansion,
-no network, libxml2's default size limits (``huge_tree`` off).
+XML is parsed by the hardened parser (:func:`xds_hub.security.xml.parse_fast`): no DTD (a DTD is a
+Sender fault), no entity expansion, no network, at most a million elements, libxml2's default size
+and depth limits (``huge_tree`` off).
 """
 
 from __future__ import annotations
 
 import copy
 import re
-import threading
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from xds_hub import ns
-from xds_hub.errors import FaultSubcode, SoapFault
+from xds_hub.errors import FaultSubcode, ParseError, SoapFault
+from xds_hub.security.xml import XmlLimits, parse_fast
 from xds_hub.soap import faults
 from xds_hub.soap.faults import DetailedFault, fault_action
 
@@ -62,24 +63,18 @@ _SINGLE = (_ACTION, _MESSAGE_ID, _TO, _REPLY_TO, _FAULT_TO, _FROM)
 
 #: Prefixes declared on every envelope the hub writes (fault subcodes are ``wsa:`` QNames).
 _OUT_NSMAP = {"soap": ns.SOAP12, "wsa": ns.WSA}
+#: ... and on a fault whose subcode is a ``wsse:`` QName (WS-Security 1.1, 12: a refused requester).
+_WSSE_NSMAP = {**_OUT_NSMAP, "wsse": ns.WSSE}
 
-_local = threading.local()
+
+def _fault_nsmap(fault: SoapFault) -> dict[str, str]:
+    subcodes = (fault.subcode, getattr(fault, "subsubcode", None))
+    return _WSSE_NSMAP if any(s is not None and s.startswith("wsse:") for s in subcodes) else _OUT_NSMAP
 
 
-def _parser() -> etree.XMLParser:
-    """This thread's hardened parser (lxml parsers must not be shared between threads)."""
-    parser: etree.XMLParser | None = getattr(_local, "parser", None)
-    if parser is None:
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            huge_tree=False,
-            load_dtd=False,
-            dtd_validation=False,
-            collect_ids=False,
-        )
-        _local.parser = parser
-    return parser
+#: Limits on an envelope (the HTTP edge bounds its bytes first): the hardened parser's element
+#: count; depth is libxml2's 256 levels (:func:`xds_hub.security.xml.parse_fast`).
+ENVELOPE_LIMITS = XmlLimits(max_bytes=2**62, max_elements=1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +116,15 @@ def parse_envelope(data: bytes) -> Envelope:
     if not data.strip():
         raise faults.sender("the HTTP request has no SOAP envelope (empty body)")
     try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
+        root = parse_fast(data, ENVELOPE_LIMITS)
+    except ParseError as exc:
+        why = str(exc)
+        if "DOCTYPE" in why:
+            raise faults.sender("a SOAP message must not contain a document type declaration") from None
         hint = ""
-        if "huge" in str(exc).lower():
+        if "huge" in why.lower():
             hint = " (inline base64 content over about 7 MB must be sent as an MTOM/XOP attachment)"
-        raise faults.sender(f"the SOAP message is not well-formed XML: {exc}{hint}") from None
-    if getattr(root.getroottree().docinfo, "doctype", ""):  # (lxml-stubs lack DocInfo.doctype)
-        raise faults.sender("a SOAP message must not contain a document type declaration")
+        raise faults.sender(f"the SOAP message is not accepted: {why}{hint}") from None
     if any(isinstance(n, etree._ProcessingInstruction) for n in root.itersiblings(preceding=True)) or any(
         True for _ in root.iter(etree.PI)
     ):
@@ -282,8 +278,9 @@ def _envelope(
     relates_to: str | None,
     reference_parameters: Iterable[etree._Element] = (),
     extra_headers: Sequence[etree._Element] = (),
+    nsmap: dict[str, str] = _OUT_NSMAP,
 ) -> tuple[etree._Element, etree._Element]:
-    envelope = etree.Element(_ENVELOPE, nsmap=_OUT_NSMAP)
+    envelope = etree.Element(_ENVELOPE, nsmap=nsmap)
     header = etree.SubElement(envelope, _HEADER)
     action_el = etree.SubElement(header, _ACTION)
     action_el.set(_MUST_UNDERSTAND, "true")
@@ -326,7 +323,7 @@ def _code(parent: etree._Element, tag: str, value: str, subcodes: Sequence[str])
 
 def fault_element(fault: SoapFault) -> etree._Element:
     """The soap:Fault element of ``fault`` (Code/Value, Subcode chain, Reason/Text, Detail)."""
-    element = etree.Element(ns.qn(ns.SOAP12, "Fault"), nsmap=_OUT_NSMAP)
+    element = etree.Element(ns.qn(ns.SOAP12, "Fault"), nsmap=_fault_nsmap(fault))
     subcodes = [str(s) for s in (fault.subcode, getattr(fault, "subsubcode", None)) if s is not None]
     _code(element, "Code", f"soap:{fault.code.value}", subcodes)
     reason = etree.SubElement(element, ns.qn(ns.SOAP12, "Reason"))
@@ -349,7 +346,9 @@ def render_fault(
     if isinstance(fault, DetailedFault) and fault.soap11:
         return _render_soap11_fault(fault)
     extra = [copy.deepcopy(h) for h in fault.headers] if isinstance(fault, DetailedFault) else []
-    envelope, body = _envelope(fault_action(fault), relates_to, reference_parameters, extra)
+    envelope, body = _envelope(
+        fault_action(fault), relates_to, reference_parameters, extra, _fault_nsmap(fault)
+    )
     body.append(fault_element(fault))
     return _serialize(envelope)
 

@@ -28,9 +28,11 @@ from lxml import etree
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
+from xds_hub.audit.soap import audit_exchange
 from xds_hub.config import Settings
 from xds_hub.errors import FaultCode, SoapFault
 from xds_hub.log import get_logger
+from xds_hub.security.tls import identity_from_environ
 from xds_hub.soap import faults, wsdl
 from xds_hub.soap.envelope import (
     Addressing,
@@ -121,6 +123,8 @@ class SoapEndpoints:
         self.settings = settings
         self.stores = stores
         self.max_envelope = min(MAX_ENVELOPE_BYTES, settings.max_request_bytes)
+        #: Mutual TLS: each request knows its node from the client certificate (ITI-19).
+        self.mutual_tls = bool(settings.tls_cert and settings.tls_ca)
 
     # -- GET --------------------------------------------------------------------------------
 
@@ -144,7 +148,15 @@ class SoapEndpoints:
             handler = handler_for(path, soap_request.action)
             if handler is None:  # (checked while reading; kept for type narrowing)
                 raise faults.action_not_supported(soap_request.action, path)
-            reply = handler(soap_request, self.stores, self.settings)
+            reply: SoapResponse | None = None
+            error: BaseException | None = None
+            try:
+                reply = handler(soap_request, self.stores, self.settings)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:  # the transaction's audit message (ITI-20), queued; never raises
+                audit_exchange(soap_request, reply, error, self.settings, self.stores)
             return self._reply(reply, exchange)
         except SoapFault as fault:
             log.info(
@@ -206,6 +218,7 @@ class SoapEndpoints:
             )
         addressing, body = exchange.addressing, exchange.body
         assert addressing is not None and body is not None
+        identity = identity_from_environ(request.environ, self.settings.domain) if self.mutual_tls else None
         return SoapRequest(
             action=addressing.action,
             body=body,
@@ -216,6 +229,7 @@ class SoapEndpoints:
             mtom=exchange.mtom,
             path=exchange.path,
             remote_addr=request.remote_addr,
+            identity=identity,
         )
 
     def _read_mtom(

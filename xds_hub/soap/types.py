@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
+from xds_hub.security.access import NodeIdentity
 from xds_hub.storage.ports import BlobInfo
 
 if TYPE_CHECKING:
@@ -27,6 +28,21 @@ class Attachment:
     content_id: str  # without "cid:" and angle brackets, URL-unquoted
     content_type: str
     blob: BlobInfo
+
+
+@dataclass(slots=True)
+class AuditNotes:
+    """What a handler learned that the audit trail of its transaction needs (filled as it goes).
+
+    The SOAP edge records each XDS transaction's audit message after the handler has answered
+    (:mod:`xds_hub.audit.soap`); most of what it needs is in the request and the reply, the rest
+    the handler notes here.
+    """
+
+    #: Why the access rules refused the request (the refusal's Security Alert is already recorded).
+    refused: str | None = None
+    #: Patients the request was about, when neither request nor reply names them (ITI-62, ITI-86).
+    patient_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +61,11 @@ class SoapRequest:
     #: The HTTP path the request came in on (e.g. "/xds/repository").
     path: str = ""
     remote_addr: str | None = None
+    #: The calling node, authenticated by its TLS client certificate (ITI-19), as the affinity
+    #: domain knows it; None when the hub runs without mutual TLS (no ``tls_ca``).  See
+    #: :func:`xds_hub.security.tls.identity_from_environ` and :mod:`xds_hub.security.access`.
+    identity: NodeIdentity | None = None
+    notes: AuditNotes = field(default_factory=AuditNotes)
 
 
 @dataclass(frozen=True, slots=True)
