@@ -17,6 +17,7 @@ from xds_hub.errors import ConfigError
 COMMAND_MODULES = (
     "xds_hub.cli.serve",
     "xds_hub.cli.admin",
+    "xds_hub.cli.db",
     "xds_hub.cli.conformance",
     "xds_hub.cli.validate",
     "xds_hub.cli.client",
