@@ -43,6 +43,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from xds_hub.audit import codes
 from xds_hub.audit.codes import EventId, EventType, IdType, Role
@@ -93,6 +94,7 @@ class Node:
         )
 
 
+@lru_cache(maxsize=1024)
 def _nap_type(address: str) -> NapType:
     try:
         ipaddress.ip_address(address)

@@ -44,6 +44,8 @@ log = get_logger("xds_hub.audit.recorder")
 FLUSH_INTERVAL = 0.05
 #: Messages kept in memory when the database cannot take them.
 MAX_QUEUE = 50_000
+#: Most records stored in one database transaction.
+MAX_BATCH = 1000
 #: Longest pause between two attempts while the database refuses the records (seconds).
 MAX_BACKOFF = 5.0
 #: How long process exit waits for the queue to be written (seconds).
@@ -118,25 +120,28 @@ class AuditRecorder:
                 closed = self._closed
             built = self._build(work)
             with self._lock:
-                pending = self._built + built
-                self._built = []
-            if pending:
+                self._built.extend(built)  # they stay listed until stored (flush waits for them)
+                batch = self._built[:MAX_BATCH]
+                self._done += len(work)
+            if batch:
                 try:
-                    record_many(pending, self.engine)
+                    record_many(batch, self.engine)
                 except Exception as exc:
-                    with self._lock:
-                        self._built = pending + self._built
-                    if backoff >= MAX_BACKOFF or backoff == self.interval:
+                    if backoff == self.interval or backoff >= MAX_BACKOFF:
                         log.warning(
                             "audit records not stored yet; will retry",
-                            extra={"queued": len(pending), "error": str(exc)[:300]},
+                            extra={"queued": len(batch), "error": str(exc)[:300]},
                         )
                     backoff = min(max(backoff * 2, 0.2), MAX_BACKOFF)
                 else:
-                    self.recorded += len(pending)
+                    stored = {id(m) for m in batch}
+                    with self._lock:
+                        self._built = [m for m in self._built if id(m) not in stored]
+                    self.recorded += len(batch)
                     backoff = self.interval
+                    if self._built:
+                        self._wake.set()  # more than one batch waiting: go on at once
             with self._lock:
-                self._done += len(work)
                 self._idle.notify_all()
             if closed and not self._work:
                 return

@@ -31,6 +31,7 @@ Security Alert of a request the access rules refuse (:mod:`xds_hub.security.guar
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -41,7 +42,7 @@ from sqlalchemy import select
 
 from xds_hub import ns
 from xds_hub.audit import events
-from xds_hub.audit.model import AuditMessage, Outcome
+from xds_hub.audit.model import AuditMessage, AuditSource, Outcome
 from xds_hub.audit.recorder import recorder_for
 from xds_hub.domain.vocabulary import ResponseStatus, SoapAction, SubmissionSetScheme
 from xds_hub.log import get_logger
@@ -115,7 +116,31 @@ class _Call:
         return events.soap_peer(self.request, self.request.identity)
 
     def hub(self, path: str | None = None) -> events.Node:
-        return events.hub_http(self.settings, path or self.request.path)
+        return _hub(self.settings, path or self.request.path)
+
+    def source(self) -> AuditSource:
+        return _source(self.settings)
+
+
+# The hub's side of every message, made once per process (host name and pid are system calls).
+_HUBS: dict[tuple[int, str, int], events.Node] = {}
+_SOURCES: dict[tuple[int, int], AuditSource] = {}
+
+
+def _hub(settings: Settings, path: str) -> events.Node:
+    key = (id(settings), path, os.getpid())
+    node = _HUBS.get(key)
+    if node is None:
+        node = _HUBS[key] = events.hub_http(settings, path)
+    return node
+
+
+def _source(settings: Settings) -> AuditSource:
+    key = (id(settings), os.getpid())
+    source = _SOURCES.get(key)
+    if source is None:
+        source = _SOURCES[key] = events.audit_source(settings)
+    return source
 
 
 Work = Callable[[], Iterable[AuditMessage]]
@@ -238,7 +263,7 @@ def _iti41(call: _Call, reply: SoapResponse | None) -> Work:
     refused = call.request.notes.refused is not None
 
     def build() -> list[AuditMessage]:
-        source = events.audit_source(call.settings)
+        source = call.source()
         end = call.end
         repository = call.hub()
         messages = [
@@ -265,7 +290,7 @@ def _iti42(call: _Call, reply: SoapResponse | None) -> Work:
         end = call.end
         return [
             events.submission_import(
-                events.audit_source(call.settings),
+                call.source(),
                 "ITI-42",
                 call.requestor(),
                 call.hub(),
@@ -286,7 +311,7 @@ def _iti57(call: _Call, reply: SoapResponse | None) -> Work:
         end = call.end
         return [
             events.metadata_update(
-                events.audit_source(call.settings),
+                call.source(),
                 call.requestor(),
                 call.hub(),
                 patient,
@@ -307,7 +332,7 @@ def _iti18(call: _Call, reply: SoapResponse | None) -> Work:
         end = call.end
         return [
             events.stored_query(
-                events.audit_source(call.settings),
+                call.source(),
                 call.requestor(),
                 call.hub(),
                 query_id,
@@ -332,7 +357,7 @@ def _iti62(call: _Call, reply: SoapResponse | None) -> Work:
         found = patients or (patients_of_objects(call.stores, object_ids) if object_ids else ())
         return [
             events.metadata_delete(
-                events.audit_source(call.settings),
+                call.source(),
                 call.requestor(),
                 call.hub(),
                 object_ids,
@@ -378,7 +403,7 @@ def _iti43(call: _Call, reply: SoapResponse | None) -> Work:
     home = call.settings.domain.home_community_id
 
     def build() -> list[AuditMessage]:
-        source = events.audit_source(call.settings)
+        source = call.source()
         requestor, hub = call.requestor(), call.hub()
         return _per_document(
             call,
@@ -402,7 +427,7 @@ def _iti86(call: _Call, reply: SoapResponse | None) -> Work:
     home = call.settings.domain.home_community_id
 
     def build() -> list[AuditMessage]:
-        source = events.audit_source(call.settings)
+        source = call.source()
         requestor, hub = call.requestor(), call.hub()
         return _per_document(
             call,

@@ -124,12 +124,25 @@ def record_many(messages: Sequence[AuditMessage], engine: Engine) -> None:
         return
     if is_sqlite(engine):
         with write_transaction(engine) as conn:  # queue with the hub's other SQLite writers
-            for message in messages:
-                _insert(conn, message, ())
+            _insert_batch(conn, messages)
         return
     with engine.begin() as conn:
-        for message in messages:
-            _insert(conn, message, ())
+        _insert_batch(conn, messages)
+
+
+_INSERT_RECORDS = insert(audit_record).returning(audit_record.c.id, sort_by_parameter_order=True)
+
+
+def _insert_batch(conn: Connection, messages: Sequence[AuditMessage]) -> None:
+    """Two statements for the whole batch (multi-row INSERT ... RETURNING, then the patient links)."""
+    ids = [int(row[0]) for row in conn.execute(_INSERT_RECORDS, [_row(m) for m in messages])]
+    links = [
+        {"record_id": record_id, "patient_id": pid}
+        for record_id, message in zip(ids, messages, strict=True)
+        for pid in dict.fromkeys(p[:256] for p in message.patient_ids if p)
+    ]
+    if links:
+        conn.execute(_INSERT_PATIENT, links)
 
 
 def record_outcome(

@@ -5,11 +5,18 @@ EventTypeCode*, EventOutcomeDescription?), ActiveParticipant+ (RoleIDCode*), Aud
 (AuditSourceTypeCode*), ParticipantObjectIdentification* (ParticipantObjectIDTypeCode,
 ParticipantObjectName | ParticipantObjectQuery, ParticipantObjectDetail*, ParticipantObjectDescription*).
 All ParticipantObjectDetail values and ParticipantObjectQuery are base64 (xsd:base64Binary).
+
+The XML is written as text, escaped as lxml escapes it (a character XML 1.0 cannot carry, which a
+reason quoting hostile input may hold, becomes U+FFFD), and the parts that repeat from message to
+message (coded values, the hub's participant, the audit source) are rendered once and reused:
+every transaction of the hub writes one or two of these messages.
 """
 
 from __future__ import annotations
 
 import base64
+import re
+from functools import lru_cache
 
 from lxml import etree
 
@@ -28,104 +35,124 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _coded(parent: etree._Element, tag: str, value: Coded) -> None:
-    el = etree.SubElement(parent, tag)
-    el.set("csd-code", value.code)
-    el.set("codeSystemName", value.system)
-    el.set("originalText", value.text)
+#: Characters XML 1.0 does not allow (2.2 Char), and those an attribute / text must escape.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SPECIAL = re.compile('[&<>"\t\n\r]')
+_ATTR = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+)
+_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 
 
-def _event(root: etree._Element, event: EventIdentification) -> None:
-    el = etree.SubElement(root, "EventIdentification")
-    el.set("EventActionCode", event.action.value)
-    el.set("EventDateTime", event.time.isoformat(timespec="milliseconds"))
-    el.set("EventOutcomeIndicator", str(int(event.outcome)))
-    _coded(el, "EventID", event.event_id)
-    for code in event.type_codes:
-        _coded(el, "EventTypeCode", code)
+def _attr(value: str) -> str:
+    if _NOT_XML.search(value):
+        value = _NOT_XML.sub("\ufffd", value)
+    return value.translate(_ATTR) if _SPECIAL.search(value) else value
+
+
+def _text(tag: str, value: str) -> str:
+    if _NOT_XML.search(value):
+        value = _NOT_XML.sub("\ufffd", value)
+    return f"<{tag}>{value.translate(_TEXT)}</{tag}>"
+
+
+def _element(tag: str, attrs: tuple[tuple[str, str | None], ...], children: str = "") -> str:
+    parts = "".join(f' {name}="{_attr(value)}"' for name, value in attrs if value is not None)
+    return f"<{tag}{parts}>{children}</{tag}>" if children else f"<{tag}{parts}/>"
+
+
+@lru_cache(maxsize=4096)
+def _coded(tag: str, value: Coded) -> str:
+    return _element(
+        tag, (("csd-code", value.code), ("codeSystemName", value.system), ("originalText", value.text))
+    )
+
+
+def _event(event: EventIdentification) -> str:
+    children = _coded("EventID", event.event_id) + "".join(
+        _coded("EventTypeCode", c) for c in event.type_codes
+    )
     if event.outcome_description:
-        etree.SubElement(el, "EventOutcomeDescription").text = event.outcome_description
+        children += _text("EventOutcomeDescription", event.outcome_description)
+    attrs = (
+        ("EventActionCode", event.action.value),
+        ("EventDateTime", event.time.isoformat(timespec="milliseconds")),
+        ("EventOutcomeIndicator", str(int(event.outcome))),
+    )
+    return _element("EventIdentification", attrs, children)
 
 
-def _participant(root: etree._Element, p: ActiveParticipant) -> None:
-    el = etree.SubElement(root, "ActiveParticipant")
-    el.set("UserID", p.user_id)
-    if p.alternative_user_id:
-        el.set("AlternativeUserID", p.alternative_user_id)
-    if p.user_name:
-        el.set("UserName", p.user_name)
-    el.set("UserIsRequestor", "true" if p.requestor else "false")
-    if p.network_access_point:
-        el.set("NetworkAccessPointID", p.network_access_point)
-        if p.network_access_point_type is not None:
-            el.set("NetworkAccessPointTypeCode", str(int(p.network_access_point_type)))
-    for role in p.roles:
-        _coded(el, "RoleIDCode", role)
+@lru_cache(maxsize=1024)
+def _participant(p: ActiveParticipant) -> str:
+    nap = p.network_access_point or None
+    nap_type = p.network_access_point_type
+    attrs = (
+        ("UserID", p.user_id),
+        ("AlternativeUserID", p.alternative_user_id or None),
+        ("UserName", p.user_name or None),
+        ("UserIsRequestor", "true" if p.requestor else "false"),
+        ("NetworkAccessPointID", nap),
+        ("NetworkAccessPointTypeCode", str(int(nap_type)) if nap and nap_type is not None else None),
+    )
+    return _element("ActiveParticipant", attrs, "".join(_coded("RoleIDCode", r) for r in p.roles))
 
 
-def _source(root: etree._Element, source: AuditSource) -> None:
-    el = etree.SubElement(root, "AuditSourceIdentification")
-    if source.enterprise_site_id:
-        el.set("AuditEnterpriseSiteID", source.enterprise_site_id)
-    el.set("AuditSourceID", source.source_id)
-    for code in source.type_codes:
-        _coded(el, "AuditSourceTypeCode", code)
+@lru_cache(maxsize=64)
+def _source(source: AuditSource) -> str:
+    attrs = (
+        ("AuditEnterpriseSiteID", source.enterprise_site_id or None),
+        ("AuditSourceID", source.source_id),
+    )
+    codes = "".join(_coded("AuditSourceTypeCode", c) for c in source.type_codes)
+    return _element("AuditSourceIdentification", attrs, codes)
 
 
-def _description(parent: etree._Element, d: DicomDescription) -> None:
-    el = etree.SubElement(parent, "ParticipantObjectDescription")
-    for uid in d.mpps:
-        etree.SubElement(el, "MPPS").set("UID", uid)
-    for number in d.accessions:
-        etree.SubElement(el, "Accession").set("Number", number)
+def _description(d: DicomDescription) -> str:
+    parts = [_element("MPPS", (("UID", uid),)) for uid in d.mpps]
+    parts += [_element("Accession", (("Number", number),)) for number in d.accessions]
     for sop in d.sop_classes:
-        sop_el = etree.SubElement(el, "SOPClass")
-        sop_el.set("UID", sop.uid)
-        sop_el.set("NumberOfInstances", str(sop.number_of_instances))
-        for uid in sop.instances:
-            etree.SubElement(sop_el, "Instance").set("UID", uid)
+        instances = "".join(_element("Instance", (("UID", uid),)) for uid in sop.instances)
+        attrs = (("UID", sop.uid), ("NumberOfInstances", str(sop.number_of_instances)))
+        parts.append(_element("SOPClass", attrs, instances))
     if d.encrypted is not None:
-        etree.SubElement(el, "Encrypted").text = "true" if d.encrypted else "false"
+        parts.append(_text("Encrypted", "true" if d.encrypted else "false"))
     if d.anonymized is not None:
-        etree.SubElement(el, "Anonymized").text = "true" if d.anonymized else "false"
+        parts.append(_text("Anonymized", "true" if d.anonymized else "false"))
+    return f"<ParticipantObjectDescription>{''.join(parts)}</ParticipantObjectDescription>"
 
 
-def _object(root: etree._Element, o: ParticipantObject) -> None:
-    el = etree.SubElement(root, "ParticipantObjectIdentification")
-    el.set("ParticipantObjectID", o.object_id)
-    if o.object_type is not None:
-        el.set("ParticipantObjectTypeCode", str(int(o.object_type)))
-    if o.role is not None:
-        el.set("ParticipantObjectTypeCodeRole", str(int(o.role)))
-    if o.life_cycle is not None:
-        el.set("ParticipantObjectDataLifeCycle", str(int(o.life_cycle)))
-    if o.sensitivity:
-        el.set("ParticipantObjectSensitivity", o.sensitivity)
-    _coded(el, "ParticipantObjectIDTypeCode", o.id_type)
+def _object(o: ParticipantObject) -> str:
+    parts = [_coded("ParticipantObjectIDTypeCode", o.id_type)]
     if o.query is not None:
-        etree.SubElement(el, "ParticipantObjectQuery").text = _b64(o.query)
+        parts.append(_text("ParticipantObjectQuery", _b64(o.query)))
     elif o.name is not None:
-        etree.SubElement(el, "ParticipantObjectName").text = o.name
-    for kind, value in o.details:
-        detail = etree.SubElement(el, "ParticipantObjectDetail")
-        detail.set("type", kind)
-        detail.set("value", _b64(value))
-    for d in o.descriptions:
-        _description(el, d)
-
-
-def to_element(message: AuditMessage) -> etree._Element:
-    """The AuditMessage element of ``message``."""
-    root = etree.Element("AuditMessage")
-    _event(root, message.event)
-    for p in message.participants:
-        _participant(root, p)
-    _source(root, message.source)
-    for o in message.objects:
-        _object(root, o)
-    return root
+        parts.append(_text("ParticipantObjectName", o.name))
+    parts += [_element("ParticipantObjectDetail", (("type", k), ("value", _b64(v)))) for k, v in o.details]
+    parts += [_description(d) for d in o.descriptions]
+    attrs = (
+        ("ParticipantObjectID", o.object_id),
+        ("ParticipantObjectTypeCode", str(int(o.object_type)) if o.object_type is not None else None),
+        ("ParticipantObjectTypeCodeRole", str(int(o.role)) if o.role is not None else None),
+        ("ParticipantObjectDataLifeCycle", str(int(o.life_cycle)) if o.life_cycle is not None else None),
+        ("ParticipantObjectSensitivity", o.sensitivity or None),
+    )
+    return _element("ParticipantObjectIdentification", attrs, "".join(parts))
 
 
 def to_xml(message: AuditMessage) -> bytes:
     """``message`` as a UTF-8 XML document (with declaration), ready for the syslog MSG part."""
-    return bytes(etree.tostring(to_element(message), xml_declaration=True, encoding="UTF-8"))
+    return "".join(
+        (
+            "<?xml version='1.0' encoding='UTF-8'?>\n<AuditMessage>",
+            _event(message.event),
+            *(_participant(p) for p in message.participants),
+            _source(message.source),
+            *(_object(o) for o in message.objects),
+            "</AuditMessage>",
+        )
+    ).encode("utf-8")
+
+
+def to_element(message: AuditMessage) -> etree._Element:
+    """The AuditMessage element of ``message``."""
+    return etree.fromstring(to_xml(message))
