@@ -87,6 +87,18 @@ def test_iti42_group_commit_isolates_a_failing_unit_of_a_batch(stores: Stores) -
     assert _stored_patients(stores, pids) == {p for i, p in enumerate(pids) if i != 2}
 
 
+def test_iti42_group_commit_failing_units_first_and_in_a_row_roll_back_only_themselves(
+    stores: Stores,
+) -> None:
+    """Savepoints are not released: each rollback must still go back to its own unit's savepoint."""
+    committer = GroupCommit(stores.engine)
+    pids = [f"GCR{i}^^^&1.2.3&ISO" for i in range(6)]
+    failing = {0, 2, 3}
+    outcomes = _batched(committer, [_add_patient(pid, fail=(i in failing)) for i, pid in enumerate(pids)])
+    assert [o[0] for o in outcomes] == ["error" if i in failing else "ok" for i in range(6)]
+    assert _stored_patients(stores, pids) == {p for i, p in enumerate(pids) if i not in failing}
+
+
 def test_iti42_group_commit_units_see_earlier_units_of_their_batch(stores: Stores) -> None:
     """Two registrations of documents sharing a uniqueId with different content, in one batch:
     the second sees the first (XDSNonIdenticalHash), exactly as two transactions in a row."""

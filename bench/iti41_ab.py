@@ -1,0 +1,103 @@
+"""ITI-41 A/B: an older tree of the hub against this one, side by side, alternating rounds.
+
+Usage (from the repository root)::
+
+    git archive <commit> | tar -x -C /tmp/before
+    python -m bench.iti41_ab --before /tmp/before [--backend sqlite|postgresql] [--rounds 5]
+                             [--count 500] [--threads 8]
+
+On a machine whose load drifts (other jobs on the same cores), comparing two runs made minutes
+apart says little; this runs the hub of ``--before`` (its ``xds_hub`` first on PYTHONPATH) and the
+hub of this tree at the same time, with the same client (bench/iti41_submit.py: pre-built MTOM
+requests of one 10 KB document, keep-alive connections), alternating rounds, and prints each
+hub's submissions/s and server CPU seconds per 1,000 submissions (medians over the rounds), plus
+the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.iti41_submit import AFFINITY, cpu_seconds, drive, is_success, prepare, process_tree
+from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database
+
+
+def _start(backend: str, tree: str | None, tag: str) -> Hub:
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-ab-{tag}-{backend}-"))
+    saved = os.environ.get("PYTHONPATH")
+    if tree is not None:
+        os.environ["PYTHONPATH"] = tree
+    try:
+        return Hub(folder=folder, db_url=db_url_for(backend, folder), config_text=TEST_CONFIG).start()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _round(hub: Hub, pid: str, count: int, threads: int) -> tuple[float, float, int]:
+    assert hub.process is not None
+    url = hub.url("/xds/repository")
+    reqs = prepare(url, pid, count, 10 * 1024)
+    tree = process_tree(hub.process.pid)
+    cpu0 = cpu_seconds(tree)
+    seconds, failures = drive(url, reqs, threads, is_success)
+    cpu = cpu_seconds(process_tree(hub.process.pid)) - cpu0
+    return count / seconds, cpu / count * 1000, failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", required=True, help="PYTHONPATH of the older tree (its root)")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    hubs = {
+        "before": _start(args.backend, args.before, "before"),
+        "after": _start(args.backend, None, "after"),
+    }
+    figures: dict[str, list[tuple[float, float, int]]] = {k: [] for k in hubs}
+    loads = []
+    try:
+        pid = f"AB{os.getpid()}^^^&{AFFINITY}&ISO"
+        for hub in hubs.values():
+            hub.add_patient(pid)
+            drive(
+                hub.url("/xds/repository"),
+                prepare(hub.url("/xds/repository"), pid, 50, 10 * 1024),
+                8,
+                is_success,
+            )
+        for i in range(args.rounds):
+            order = list(hubs) if i % 2 == 0 else list(reversed(hubs))
+            for tag in order:
+                rate, cpu, failures = _round(hubs[tag], pid, args.count, args.threads)
+                figures[tag].append((rate, cpu, failures))
+                loads.append(os.getloadavg()[0])
+                print(
+                    f"  round {i + 1} {tag}: {rate:.0f}/s, CPU {cpu:.2f} s/1000, failures {failures}",
+                    flush=True,
+                )
+        for tag, rows in figures.items():
+            print(
+                f"{args.backend} {tag}: median {statistics.median(r[0] for r in rows):.0f}/s, "
+                f"CPU {statistics.median(r[1] for r in rows):.2f} s/1000, failures {sum(r[2] for r in rows)}"
+            )
+        print(f"load average during the rounds: {min(loads):.1f}-{max(loads):.1f}")
+    finally:
+        for hub in hubs.values():
+            hub.stop()
+            if args.backend == "postgresql":
+                drop_pg_database(hub.db_url)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
