@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -193,8 +194,9 @@ class Received:
 
 
 @contextmanager
-def storage_scp(port: int, ae_title: str) -> Iterator[Received]:
-    """A pynetdicom Storage SCP on ``port`` (a C-MOVE destination) recording what it gets."""
+def storage_scp(port: int, ae_title: str, ssl_context: ssl.SSLContext | None = None) -> Iterator[Received]:
+    """A pynetdicom Storage SCP on ``port`` (a C-MOVE destination) recording what it gets (over TLS
+    with ``ssl_context``)."""
     received = Received()
     lock = threading.Lock()
 
@@ -211,7 +213,9 @@ def storage_scp(port: int, ae_title: str) -> Iterator[Received]:
     for cx in AllStoragePresentationContexts:
         assert cx.abstract_syntax is not None
         ae.add_supported_context(cx.abstract_syntax, [*map(str, _ALL_TS)])
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)], ssl_context=ssl_context
+    )
     assert server is not None
     try:
         yield received

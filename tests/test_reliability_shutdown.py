@@ -8,8 +8,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from bench.faults_support import record_fault
 from tests.imaging_helpers import region_settings
 from xds_hub.imaging.dimse import DicomActor
@@ -19,12 +17,6 @@ from xds_hub.storage.migrate import upgrade
 from xds_hub.storage.stores import Stores
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG xds_hub/imaging/dimse.py DicomActor.stop: assoc.abort() does not end an acceptor thread "
-    "still waiting for its A-ASSOCIATE-RQ (acse_timeout 30 s), so stop() waits 30 s after any port "
-    "probe (/healthz) and every hub SIGTERM takes ~30 s; wait only for established associations",
-)
 def test_dicom_stop_after_a_port_probe_is_prompt(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'hub.sqlite'}")
     upgrade(engine)

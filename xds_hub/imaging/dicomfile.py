@@ -3,8 +3,8 @@
 An instance received by C-STORE is kept as a PS3.10 file: the 128-byte preamble, ``DICM``, the
 File Meta Information (PS3.10 7.1, written here in Explicit VR Little Endian) and then the data
 set exactly as the sending AE encoded it (no decode / re-encode on the ingest path).  The
-attributes that C-FIND, QIDO-RS and the KOS need are read from the data set up to the image
-pixel module header (group 0028), never its pixel data.
+attributes that C-FIND, QIDO-RS and the KOS need are read from the data set's element headers and
+their values; pixel data is skipped over (its length checked against the data set), never read.
 """
 
 from __future__ import annotations
@@ -169,7 +169,6 @@ _WANTED: dict[int, tuple[str, str]] = {
     0x00280010: ("rows", "US"),
     0x00280011: ("columns", "US"),
 }
-_LAST_WANTED = 0x00280011
 #: Explicit VRs whose length is a 4-byte field after 2 reserved bytes (PS3.5 7.1.2).
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -242,17 +241,21 @@ class _Scanner:
                 else:
                     pos = value + length
 
-    def elements(self, stop_after: int, wanted: Container[int]) -> Iterator[tuple[int, memoryview]]:
-        """(tag, raw value) of the ``wanted`` top-level elements up to tag ``stop_after`` (hot loop)."""
+    def elements(self, wanted: Container[int]) -> Iterator[tuple[int, memoryview]]:
+        """(tag, raw value) of the ``wanted`` top-level elements (hot loop).
+
+        Walks every element header to the end of the data set (values are skipped, not read), so
+        that a data set cut anywhere, Pixel Data included, raises DatasetProblem.
+        """
         data, end, implicit = self.data, len(self.data), self.implicit
         short = struct.Struct(self.order + "HH2sH").unpack_from
         long = struct.Struct(self.order + "I").unpack_from
         pos = 0
-        while pos + 8 <= end:
+        while pos < end:
+            if pos + 8 > end:
+                raise DatasetProblem("the data set ends in the middle of a data element header")
             group, elem, vr, length = short(data, pos)
             tag = group << 16 | elem
-            if tag > stop_after:
-                return
             if implicit or group == 0xFFFE:
                 (length,) = long(data, pos + 4)
                 value = pos + 8
@@ -325,8 +328,9 @@ def _convert(name: str, vr: str, raw: bytes, order: str, encodings: list[str]) -
 def read_attributes(data: bytes | memoryview, transfer_syntax: str) -> InstanceAttributes:
     """Index attributes of a data set; raises DatasetProblem (``missing`` for absent UIDs).
 
-    Scans element headers up to (0028,0011) and converts only the attributes the index keeps:
-    an order of magnitude faster than decoding the data set with pydicom.
+    Walks the element headers of the whole data set (a data set cut anywhere, inside Pixel Data
+    too, is refused) and converts only the attributes the index keeps: an order of magnitude
+    faster than decoding the data set with pydicom.
     """
     ts = UID(transfer_syntax)
     if not ts.is_transfer_syntax:
@@ -338,7 +342,7 @@ def read_attributes(data: bytes | memoryview, transfer_syntax: str) -> InstanceA
     values: dict[str, Any] = {}
     encodings = convert_encodings(None)
     try:
-        for tag, raw in scanner.elements(_LAST_WANTED, _WANTED):
+        for tag, raw in scanner.elements(_WANTED):
             name, vr = _WANTED[tag]
             if vr == "SQ":
                 values[name] = _accession_issuer(bytes(raw), implicit, little)

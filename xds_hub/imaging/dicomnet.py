@@ -72,6 +72,11 @@ _US = struct.Struct("<H")
 _UL = struct.Struct("<L")
 
 _P_DATA_TF = 0x04
+#: Largest A-ASSOCIATE-RQ/AC PDU read (PS3.8 9.3.2; a request proposing all 128 presentation
+#: contexts with every transfer syntax stays far below).
+MAX_ASSOCIATE_PDU = 1024 * 1024
+#: A-ASSOCIATE-RJ, A-RELEASE-RQ/RP and A-ABORT PDUs have a fixed length of 4 (PS3.8 9.3.4, 9.3.6-8).
+_FIXED_LENGTH_PDUS = frozenset({0x03, 0x05, 0x06, 0x07})
 _C_STORE_RQ = 0x0001
 _C_STORE_RSP = 0x8001
 _NO_DATA_SET = 0x0101
@@ -171,6 +176,11 @@ class FastDUL(DULServiceProvider):
     _store_handler: StoreHandler | None
     _receiving: _Store | None
     _contexts: dict[int, tuple[str, str]] | None
+    #: The peer broke the PDU framing (unknown type, impossible length): after the A-ABORT the
+    #: rest of its bytes are not read, the connection is closed.
+    _garbled: bool
+    #: The association reactor was told the connection ended (a None on its queue), once.
+    _ended: bool
 
     def _setup(self, store_handler: StoreHandler | None) -> None:
         self._wake_r, self._wake_w = os.pipe()
@@ -179,6 +189,8 @@ class FastDUL(DULServiceProvider):
         self._store_handler = store_handler
         self._receiving = None
         self._contexts = None
+        self._garbled = False
+        self._ended = False
 
     # ------------------------------------------------------------------ waking and waiting
 
@@ -254,6 +266,12 @@ class FastDUL(DULServiceProvider):
                 self._wait()
                 continue
             self.state_machine.do_action(event)
+            if self.state_machine.current_state == "Sta1" and not self._ended:
+                # Back to idle (peer gone, ARTIM expired, aborted): an acceptor still waiting for
+                # its A-ASSOCIATE-RQ gets None at once instead of waiting out the ACSE timeout.
+                self._ended = True
+                queue_: Any = self.to_user_queue  # None: pynetdicom's own 'nothing came'
+                queue_.put(None)
 
     def _abort_hard(self) -> None:
         """As pynetdicom does on an exception in its loop: A-ABORT, bypassing the state machine."""
@@ -280,8 +298,26 @@ class FastDUL(DULServiceProvider):
             got += n
         return True
 
+    def _pdu_length_ok(self, pdu_type: int, length: int) -> bool:
+        """Whether a PDU of this type may have this length (PS3.8 9.3); P-DATA-TF up to the
+        maximum the hub announced in its A-ASSOCIATE-AC (PS3.8 D.1)."""
+        if pdu_type == _P_DATA_TF:
+            limit = int(self.assoc.acceptor.maximum_length or 0)
+            return limit == 0 or length <= limit
+        if pdu_type in _FIXED_LENGTH_PDUS:
+            return length == 4
+        return length <= MAX_ASSOCIATE_PDU
+
     def _read_pdu_data(self) -> None:
-        """Read one PDU; P-DATA-TF in Sta6 goes through :meth:`_p_data`, the rest to pynetdicom."""
+        """Read one PDU; P-DATA-TF in Sta6 goes through :meth:`_p_data`, the rest to pynetdicom.
+
+        A PDU of unknown type or impossible length is never read: Evt19 (invalid PDU: A-ABORT,
+        PS3.8 9.2.3 AA-1 / AA-8), and the connection is closed instead of reading on.
+        """
+        if self._garbled:
+            if self.socket is not None:
+                self.socket.close()  # Evt17: what follows broken framing is not read
+            return
         head = bytearray(6)
         try:
             if not self._recv_into(memoryview(head)):
@@ -292,7 +328,13 @@ class FastDUL(DULServiceProvider):
             return
         pdu_type, _, length = _PDU_HEAD.unpack(head)
         if pdu_type not in (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07):
-            log.warning("unknown PDU type received", extra={"type": pdu_type})
+            log.warning("unknown PDU type received; aborting", extra={"type": pdu_type})
+            self._garbled = True
+            self.event_queue.put("Evt19")
+            return
+        if not self._pdu_length_ok(pdu_type, length):
+            log.warning("PDU length over the limit; aborting", extra={"type": pdu_type, "length": length})
+            self._garbled = True
             self.event_queue.put("Evt19")
             return
         data = bytearray(6 + length)
@@ -415,7 +457,9 @@ class FastDUL(DULServiceProvider):
         except Exception:
             log.exception("C-STORE handler failed", extra={"sop": store.sop_instance})
             status, comment = HANDLER_FAILED, "the instance could not be stored"
-        if not self.assoc.is_established or self.socket is None:
+        # Sta6, not ``assoc.is_established``: the reactor sets that flag only after the DUL has
+        # sent the A-ASSOCIATE-AC, and a peer may send its first C-STORE in between.
+        if self.state_machine.current_state != "Sta6" or self.socket is None:
             return
         command = store_response_command(
             store.sop_class, store.sop_instance, store.message_id, status, comment

@@ -13,6 +13,15 @@ establishment lists is rejected at association (A-ASSOCIATE-RJ, "calling AE titl
 recognised", PS3.8 9.3.4).  Every connection has TCP_NODELAY set.  A handler's exception becomes
 a failure status, never a dropped association (pynetdicom turns it into one).
 
+Security (ITI-19 / ITI-20): with ``tls_cert`` the listener speaks TLS 1.2+ (the handshake runs in
+the connection's own thread, bounded by the context's timeout; a refused node is recorded as a
+Security Alert); with ``tls_ca`` a client certificate from that CA is required, and the calling AE
+title must belong to the establishment of that certificate (:func:`~xds_hub.security.access.check_ae`),
+else A-ASSOCIATE-RJ (1, 1, 3) and a Security Alert.  At most :data:`MAX_ASSOCIATIONS` associations
+are established at once (A-ASSOCIATE-RJ (2, 3, 2), local limit exceeded, past it); connections that
+never send an A-ASSOCIATE-RQ do not count and are dropped after the ARTIM time-out
+(:data:`ASSOCIATE_WAIT`).  Stores, queries and retrieves are audited (:mod:`.audit`).
+
 Each association runs on :class:`.dicomnet.FastDUL` (no polling; C-STORE-RQs served straight from
 the received PDUs, without pynetdicom's message decoding and dispatch) and on
 :class:`_LowLatencyAssociation` (a reactor that blocks on its queue); both end up in
@@ -24,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -39,15 +49,21 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context, evt
+from pynetdicom.acse import ACSE
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
+from xds_hub.audit import events
+from xds_hub.audit.model import Outcome
 from xds_hub.errors import ParseError
-from xds_hub.imaging import dicomnet, files
+from xds_hub.imaging import audit, dicomnet, files
 from xds_hub.imaging.ingest import Ingest
 from xds_hub.imaging.query import KEYS, UNIQUE_KEY, Level, Query, StoredInstance, instances, level_of, search
 from xds_hub.imaging.status import Status
 from xds_hub.log import get_logger
+from xds_hub.security.access import AE_REJECT, AccessDenied, NodeIdentity, check_ae
+from xds_hub.security.tls import dicom_tls_args, peer_identity, server_ssl_context, wrap_server_socket
 
 if TYPE_CHECKING:
     from xds_hub.config import Settings
@@ -68,8 +84,16 @@ STORAGE_TRANSFER_SYNTAXES: tuple[UID, ...] = (
     ),
 )
 
-#: Largest P-DATA PDU the hub accepts (peers send up to this; bigger PDUs mean less per-PDU work).
+#: Largest P-DATA PDU the hub accepts (peers send up to this; bigger PDUs mean less per-PDU work);
+#: a P-DATA-TF announcing more is answered with A-ABORT before it is read (:mod:`.dicomnet`).
 MAX_PDU = 4 * 1024 * 1024
+#: Associations established at once; more get A-ASSOCIATE-RJ (transient, local limit exceeded).
+MAX_ASSOCIATIONS = 64
+#: Seconds a connection has to send its A-ASSOCIATE-RQ (ARTIM, PS3.8 9.1.5); also the ACSE timeout.
+ASSOCIATE_WAIT = 10
+#: A-ASSOCIATE-RJ (result, source, reason) past MAX_ASSOCIATIONS (PS3.8 9.3.4: 2 rejected-transient,
+#: 3 service-provider presentation related, 2 local-limit-exceeded).
+LIMIT_REJECT = (2, 3, 2)
 
 # SOP classes of PS3.4 Annex A and C (Table C.3-1 / C.3-2), by UID.
 Verification = UID("1.2.840.10008.1.1")
@@ -100,12 +124,26 @@ def _nodelay(event: Any) -> None:
 class _LowLatencyAssociation(Association):
     """An acceptor association whose reactor wakes when a DIMSE message arrives.
 
+    It also carries what the hub learns about it: the peer's TLS identity, the instances it stored
+    (audited when the association ends, :meth:`DicomActor.ended`).
+
     pynetdicom's acceptor loop sleeps 1 ms between looks at its message queue, which costs each
     request up to that much latency; here the loop blocks on the queue itself, and the DUL
     (:class:`.dicomnet.FastDUL`) puts a wake-up on that queue with every release or abort
     indication, so the bound (:data:`.dicomnet.REACTOR_WAIT`) only paces the time-out checks.
     The checks per turn are those of pynetdicom's loop.
     """
+
+    hub_actor: DicomActor | None = None
+    hub_identity: NodeIdentity | None = None
+    hub_tally: audit.StoreTally | None = None
+
+    def run(self) -> None:  # the thread's body (pynetdicom bound its target before the class swap)
+        try:
+            super().run()
+        finally:
+            if self.hub_actor is not None:
+                self.hub_actor.ended(self)
 
     def _run_reactor(self) -> None:
         self._is_paused = False
@@ -141,14 +179,52 @@ class _LowLatencyAssociation(Association):
                 return
 
 
-def _request_handler(store: dicomnet.StoreHandler) -> type[RequestHandler]:
-    """A request handler class creating low-latency acceptor associations that store by ``store``."""
+class _HubACSE(ACSE):
+    """pynetdicom's ACSE, with the hub's admission rules checked first (:meth:`DicomActor.admit`)."""
+
+    def _negotiate_as_acceptor(self) -> None:
+        assoc = self.assoc
+        rq = self.requestor.primitive
+        actor = getattr(assoc, "hub_actor", None)
+        if actor is not None and isinstance(rq, A_ASSOCIATE):
+            refusal = actor.admit(assoc, rq)
+            if refusal is not None:  # as pynetdicom rejects (PS3.8 9.3.4)
+                self.requestor.ae_title = rq.calling_ae_title
+                self.send_reject(*refusal)
+                evt.trigger(assoc, evt.EVT_REJECTED, {})
+                assoc.kill()
+                return
+        super()._negotiate_as_acceptor()
+
+
+class _Server(ThreadedAssociationServer):
+    """pynetdicom's threaded server; ``tls`` wraps each connection in its own thread (not the
+    accept loop, where one slow handshake would stall every other client)."""
+
+    tls: ssl.SSLContext | None = None
+
+
+def _request_handler(actor: DicomActor) -> type[RequestHandler]:
+    """A request handler class creating low-latency acceptor associations served by ``actor``."""
 
     class _RequestHandler(RequestHandler):
+        def handle(self) -> None:
+            tls = getattr(self.server, "tls", None)
+            if tls is not None:
+                try:  # bounded by the context's timeout; a TLS refusal is recorded by its hook
+                    self.request = wrap_server_socket(self.request, tls)
+                except (OSError, ValueError):
+                    return
+            super().handle()
+
         def _create_association(self) -> Association:
             assoc = super()._create_association()
             assoc.__class__ = _LowLatencyAssociation
-            dicomnet.install(assoc, store)
+            assoc.acse.__class__ = _HubACSE
+            assert isinstance(assoc, _LowLatencyAssociation)
+            assoc.hub_actor = actor
+            assoc.hub_tally = tally = audit.StoreTally()
+            dicomnet.install(assoc, actor.store_handler(tally))
             return assoc
 
     return _RequestHandler
@@ -179,6 +255,8 @@ class DicomActor:
         self.ingest = Ingest(stores, settings, keep_connections=2)
         self.ae = self._build_ae()
         self._server: ThreadedAssociationServer | None = None
+        #: True when peers present certificates from ``tls_ca`` (mutual TLS): AE titles are checked.
+        self.mutual_tls = bool(settings.tls_cert and settings.tls_ca)
 
     # ----------------------------------------------------------------------------- set-up
 
@@ -186,9 +264,11 @@ class DicomActor:
         ae = AE(ae_title=self.settings.ae_title)
         ae.maximum_pdu_size = MAX_PDU
         ae.network_timeout = 60
-        ae.acse_timeout = 30
+        ae.acse_timeout = ASSOCIATE_WAIT
         ae.dimse_timeout = 60
-        ae.maximum_associations = 64
+        # pynetdicom counts every connection, associated or not; the hub counts established
+        # associations itself (admit), so idle connections cannot lock members out.
+        ae.maximum_associations = 100_000
         ae.require_called_aet = True
         # An empty list would let anyone in: keep a title nobody can send when no AE is configured.
         ae.require_calling_aet = allowed_calling_aets(self.settings) or ["NO-AE-ALLOWED"]
@@ -228,8 +308,14 @@ class DicomActor:
         server = self.ae.make_server(
             (self.settings.host, self.settings.dicom_port),
             evt_handlers=self.handlers(),
-            server_class=ThreadedAssociationServer,
-            request_handler=_request_handler(self.store),
+            server_class=_Server,
+            request_handler=_request_handler(self),
+        )
+        assert isinstance(server, _Server)
+        from xds_hub.audit.alerts import refusal_recorder
+
+        server.tls = server_ssl_context(
+            self.settings, on_refused=refusal_recorder(self.settings, "dicom", self.stores.engine)
         )
         thread = threading.Thread(target=server.serve_forever, name="xds-hub-dicom", daemon=True)
         thread.start()
@@ -249,7 +335,7 @@ class DicomActor:
         server.shutdown()  # stops accepting and closes the listening socket
         for assoc in active:  # connections that never associated (e.g. port probes) have nothing to drain
             if not assoc.is_established:
-                assoc.abort()
+                _hang_up(assoc)
         deadline = time.monotonic() + 30
         while any(a.is_alive() for a in active) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -258,7 +344,58 @@ class DicomActor:
                 assoc.abort()
         self.ingest.close()
 
+    # ----------------------------------------------------------------------------- associations
+
+    def admit(self, assoc: Association, rq: A_ASSOCIATE) -> tuple[int, int, int] | None:
+        """The hub's rules for an A-ASSOCIATE-RQ: None to go on, or the A-ASSOCIATE-RJ to answer.
+
+        With mutual TLS the calling AE title must be the certificate's establishment's; then at
+        most MAX_ASSOCIATIONS established associations (connections without one do not count).
+        """
+        calling = str(rq.calling_ae_title).strip()
+        identity = None
+        if self.mutual_tls:
+            identity = peer_identity(getattr(assoc.dul.socket, "socket", None), self.settings.domain)
+        if isinstance(assoc, _LowLatencyAssociation):
+            assoc.hub_identity = identity
+        try:
+            check_ae(identity, calling, self.settings.domain)
+        except AccessDenied as exc:
+            log.warning("DICOM association refused", extra={"ae": calling, "why": exc.reason})
+            audit.refused(self.settings, self.stores, _peer(assoc, calling, identity), exc.reason)
+            return AE_REJECT
+        established = sum(1 for a in self.ae.active_associations if a.is_acceptor and a.is_established)
+        if established >= MAX_ASSOCIATIONS:
+            log.warning(
+                "DICOM association refused: too many", extra={"ae": calling, "established": established}
+            )
+            return LIMIT_REJECT
+        return None
+
+    def ended(self, assoc: _LowLatencyAssociation) -> None:
+        """The association's thread ends: audit what it stored (one message per study)."""
+        tally = assoc.hub_tally
+        if tally is None or not tally.studies:
+            return
+        assoc.hub_tally = None
+        calling = str(assoc.requestor.ae_title or "").strip()
+        audit.stored(self.settings, self.stores, _peer(assoc, calling, assoc.hub_identity), tally)
+
     # ----------------------------------------------------------------------------- C-STORE
+
+    def store_handler(self, tally: audit.StoreTally) -> dicomnet.StoreHandler:
+        """The C-STORE handler of one association: stores, and notes what it stored for the audit."""
+
+        def handle(
+            calling_ae: str,
+            sop_class_uid: str,
+            sop_instance_uid: str,
+            transfer_syntax: str,
+            data: bytes | memoryview,
+        ) -> tuple[int, str]:
+            return self.store(calling_ae, sop_class_uid, sop_instance_uid, transfer_syntax, data, tally)
+
+        return handle
 
     def store(
         self,
@@ -267,6 +404,7 @@ class DicomActor:
         sop_instance_uid: str,
         transfer_syntax: str,
         dataset: bytes | memoryview,
+        tally: audit.StoreTally | None = None,
     ) -> tuple[int, str]:
         """C-STORE SCP (PS3.4 B.2.3): (status, error comment); Success only once the instance is durable."""
         outcome = self.ingest.store(
@@ -276,6 +414,16 @@ class DicomActor:
             transfer_syntax=transfer_syntax,
             dataset=dataset,
         )
+        attrs = outcome.attrs
+        if tally is not None and attrs is not None and outcome.status == Status.SUCCESS:
+            if attrs.study_uid not in tally.studies:
+                est = self.settings.domain.establishment_for_ae(calling_ae)
+                patient = audit.patient_cx(
+                    self.settings.domain, attrs.patient_id, attrs.issuer, est.name if est else ""
+                )
+            else:
+                patient = None
+            tally.add(attrs.study_uid, patient, sop_class_uid, sop_instance_uid)
         return int(outcome.status), outcome.comment
 
     def on_store(self, event: Any) -> int | Dataset:
@@ -288,6 +436,7 @@ class DicomActor:
                 str(req.AffectedSOPInstanceUID),
                 str(event.context.transfer_syntax),
                 view,
+                getattr(event.assoc, "hub_tally", None),
             )
         if status == Status.SUCCESS:
             return int(Status.SUCCESS)
@@ -296,20 +445,40 @@ class DicomActor:
     # ----------------------------------------------------------------------------- C-FIND
 
     def on_find(self, event: Any) -> Iterator[tuple[int | Dataset, Dataset | None]]:
-        """C-FIND SCP (PS3.4 C.4.1.3): one Pending response per match, then Success."""
+        """C-FIND SCP (PS3.4 C.4.1.3): one Pending response per match, then Success; audited."""
+        failure: str | None = None
+        patient: tuple[str, str | None] | None = None
         try:
-            identifier: Dataset = event.identifier
-            level = level_of(str(identifier.get("QueryRetrieveLevel", "")), _levels(event))
-            match, requested = _identifier_keys(identifier)
-        except (ParseError, ValueError, TypeError) as exc:
-            yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
-            return
-        try:
-            with self.stores.engine.connect() as conn:
-                rows = list(search(conn, Query(level, match)))
-        except ParseError as exc:
-            yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
-            return
+            try:
+                identifier: Dataset = event.identifier
+                pid = str(identifier.get("PatientID", "") or "").strip()
+                if pid and "*" not in pid and "?" not in pid:
+                    patient = (pid, str(identifier.get("IssuerOfPatientID", "") or "").strip() or None)
+                level = level_of(str(identifier.get("QueryRetrieveLevel", "")), _levels(event))
+                match, requested = _identifier_keys(identifier)
+                with self.stores.engine.connect() as conn:
+                    rows = list(search(conn, Query(level, match)))
+            except (ParseError, ValueError, TypeError) as exc:
+                failure = str(exc)
+                yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, failure), None
+                return
+            yield from self._matches(event, level, requested, rows)
+        finally:
+            audit.queried(
+                self.settings,
+                self.stores,
+                _peer(event.assoc, str(event.assoc.requestor.ae_title).strip(), _identity(event.assoc)),
+                str(event.request.AffectedSOPClassUID),
+                _identifier_bytes(event),
+                str(event.context.transfer_syntax),
+                patient,
+                Outcome.SERIOUS_FAILURE if failure else Outcome.SUCCESS,
+                failure,
+            )
+
+    def _matches(
+        self, event: Any, level: Level, requested: list[str], rows: list[dict[str, Any]]
+    ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
         for row in rows:
             if event.is_cancelled:
                 yield int(Status.CANCEL), None
@@ -350,10 +519,17 @@ class DicomActor:
             yield 1
             yield _failure(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, str(exc)), None
             return
-        options = {"contexts": _store_contexts(found), "evt_handlers": [(evt.EVT_CONN_OPEN, _nodelay)]}
+        options: dict[str, Any] = {
+            "contexts": _store_contexts(found),
+            "evt_handlers": [(evt.EVT_CONN_OPEN, _nodelay)],
+        }
+        tls = dicom_tls_args(self.settings, node.host)  # the destination is a secure node too (ITI-19)
+        if tls is not None:
+            options["tls_args"] = tls
         yield node.host, node.port, options
         yield len(found)
-        yield from self._sub_operations(event, found, None)
+        receiver = events.peer(node.ae_title, node.host)
+        yield from self._audited_sub_operations(event, found, None, receiver)
 
     def on_get(self, event: Any) -> Iterator[Any]:
         """C-GET SCP (PS3.4 C.4.3.3): C-STORE sub-operations on the same association."""
@@ -368,24 +544,60 @@ class DicomActor:
             if cx.as_scu or cx.as_scp:
                 accepted.setdefault(str(cx.abstract_syntax), set()).update(str(t) for t in cx.transfer_syntax)
         yield len(found)
-        yield from self._sub_operations(event, found, accepted)
+        yield from self._audited_sub_operations(event, found, accepted, None)
+
+    def _audited_sub_operations(
+        self,
+        event: Any,
+        found: list[StoredInstance],
+        accepted: dict[str, set[str]] | None,
+        receiver: events.Node | None,
+    ) -> Iterator[tuple[int, Dataset | None]]:
+        """The sub-operations, between a Begin Transferring and an Instances Transferred audit
+        message (``receiver`` None: the C-GET SCU itself)."""
+        requestor = _peer(event.assoc, str(event.assoc.requestor.ae_title).strip(), _identity(event.assoc))
+        to = receiver or requestor
+        audit.retrieve_started(self.settings, self.stores, requestor, to, found)
+        sent: list[StoredInstance] = []
+        failed: list[StoredInstance] = []
+        try:
+            yield from self._sub_operations(event, found, accepted, sent, failed)
+        finally:
+            audit.retrieved(
+                self.settings,
+                self.stores,
+                requestor,
+                to,
+                sent,
+                [*failed, *found[len(sent) + len(failed) :]],
+                "sub-operations failed or not performed",
+            )
 
     def _sub_operations(
-        self, event: Any, found: list[StoredInstance], accepted: dict[str, set[str]] | None
+        self,
+        event: Any,
+        found: list[StoredInstance],
+        accepted: dict[str, set[str]] | None,
+        sent: list[StoredInstance],
+        failed: list[StoredInstance],
     ) -> Iterator[tuple[int, Dataset | None]]:
         for inst in found:
             if event.is_cancelled:
                 yield int(Status.CANCEL), None
                 return
             try:
-                yield int(Status.PENDING), self._dataset_for(inst, accepted)
+                dataset = self._dataset_for(inst, accepted)
             except (OSError, files.TranscodeError) as exc:
                 log.warning(
                     "retrieve sub-operation skipped", extra={"sop": inst.sop_instance_uid, "why": str(exc)}
                 )
+                failed.append(inst)
                 ds = Dataset()
                 ds.SOPInstanceUID = inst.sop_instance_uid
                 yield int(Status.PENDING), ds  # no SOP Class: pynetdicom counts a failed sub-operation
+                continue
+            sent.append(inst)
+            yield int(Status.PENDING), dataset
 
     def _dataset_for(self, inst: StoredInstance, accepted: dict[str, set[str]] | None) -> Dataset:
         """The instance to send; transcoded when the peer accepted only other syntaxes (C-GET)."""
@@ -404,6 +616,34 @@ class DicomActor:
         if target != inst.transfer_syntax:
             inst = files.derived(self.stores, inst, target)
         return files.read_instance(self.stores, inst)
+
+
+def _peer(assoc: Any, calling_ae: str, identity: NodeIdentity | None) -> events.Node:
+    """The calling node of an association, for the audit trail."""
+    address = getattr(getattr(assoc.requestor, "address_info", None), "address", None)
+    if address is None:
+        address = getattr(assoc.requestor, "address", None)
+    return events.peer(calling_ae or None, str(address) if address else None, identity)
+
+
+def _identity(assoc: Any) -> NodeIdentity | None:
+    identity = getattr(assoc, "hub_identity", None)
+    return identity if isinstance(identity, NodeIdentity) else None
+
+
+def _identifier_bytes(event: Any) -> bytes:
+    """The C-FIND identifier as received (its encoded data set)."""
+    raw: Any = getattr(event.request, "Identifier", None)
+    return bytes(raw.getvalue()) if raw is not None and hasattr(raw, "getvalue") else b""
+
+
+def _hang_up(assoc: Association) -> None:
+    """End a connection that never associated: its DUL sees the close (Evt17), goes idle and wakes
+    the acceptor waiting for an A-ASSOCIATE-RQ, which then ends (nothing to drain)."""
+    sock = getattr(assoc.dul.socket, "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _levels(event: Any) -> tuple[Level, ...]:

@@ -81,6 +81,8 @@ class StoreOutcome:
     status: Status
     comment: str = ""
     duplicate: bool = False
+    #: The instance's index attributes, when it could be read.
+    attrs: InstanceAttributes | None = None
 
 
 @cache
@@ -432,7 +434,7 @@ class Ingest:
             )
             return StoreOutcome(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, comment)
         if sop_instance_uid in self._known:  # re-sent to this process: nothing to write
-            return StoreOutcome(Status.SUCCESS, duplicate=True)
+            return StoreOutcome(Status.SUCCESS, duplicate=True, attrs=attrs)
         try:
             return self._keep(calling_ae, transfer_syntax, dataset, attrs)
         except OSError as exc:
@@ -458,7 +460,7 @@ class Ingest:
             from xds_hub.repository.sweep import discard_blobs
 
             discard_blobs(self.stores, [info.key])
-        return StoreOutcome(Status.SUCCESS, duplicate=not inserted)
+        return StoreOutcome(Status.SUCCESS, duplicate=not inserted, attrs=attrs)
 
     def rows(
         self,

@@ -29,7 +29,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from xds_hub.domain.metadata import DocumentEntry
 from xds_hub.domain.vocabulary import KOS_FORMAT_CODE, KOS_FORMAT_SCHEME
-from xds_hub.errors import ErrorCode, Problem
+from xds_hub.errors import ErrorCode, ParseError, Problem
 from xds_hub.imaging.dicomfile import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 
 KOS_SOP_CLASS = KOS_FORMAT_CODE  # Key Object Selection Document Storage
@@ -215,7 +215,7 @@ class Kos:
     dataset: Dataset | None = None
 
 
-class KosError(ValueError):
+class KosError(ParseError):
     """The octets are not a readable DICOM object."""
 
 

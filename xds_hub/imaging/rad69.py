@@ -30,7 +30,7 @@ from lxml import etree
 
 from xds_hub import ns
 from xds_hub.domain.vocabulary import SoapAction
-from xds_hub.errors import ErrorCode, FaultCode, Problem, SoapFault
+from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, SoapFault
 from xds_hub.imaging import files
 from xds_hub.imaging.kos import MIME_DICOM
 from xds_hub.imaging.query import StoredInstance, instances
@@ -65,8 +65,11 @@ class ImagingRequest:
     transfer_syntaxes: tuple[str, ...]
 
 
-class RequestError(Exception):
-    """The request is a RetrieveImagingDocumentSetRequest but lacks what RAD TF-3 4.69.4.1.2 requires."""
+class RequestError(ParseError):
+    """The request is a RetrieveImagingDocumentSetRequest but lacks what RAD TF-3 4.69.4.1.2 requires.
+
+    Answered with XDSIRequestError (RAD TF-3 4.69.4.2.3).
+    """
 
 
 def _i(local: str) -> str:
@@ -223,6 +226,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         parsed = parse_request(request.body)
     except RequestError as exc:
         body = render_retrieve_response([], [Problem(ErrorCode.XDSI_REQUEST_ERROR, str(exc))], 1)
+        _audit(request, stores, settings, [], f"{ErrorCode.XDSI_REQUEST_ERROR}: {exc}")
         return SoapResponse(action=SoapAction.RAD69_RESPONSE, body=body, mtom=True)
     try:
         ready, problems = locate(parsed, stores, settings)
@@ -238,4 +242,24 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         OutAttachment(content_id=cid, content_type=MIME_DICOM, size=inst.size, key=inst.blob_key)
         for _d, cid, inst in documents
     ]
+    why = "; ".join(f"{p.code}: {p.context}" for p in problems)[:1000] or None
+    _audit(request, stores, settings, [inst for _d, _c, inst in documents], why)
     return SoapResponse(action=SoapAction.RAD69_RESPONSE, body=body, attachments=attachments, mtom=True)
+
+
+def _audit(
+    request: SoapRequest, stores: Stores, settings: Settings, sent: list[StoredInstance], problems: str | None
+) -> None:
+    """RAD-69's audit message (RAD TF-3 4.69.4.1.4): the instances sent; PartialSuccess / Failure
+    when some or all were not (their errors in the outcome description)."""
+    from xds_hub.audit import events
+    from xds_hub.audit.model import Outcome
+    from xds_hub.imaging import audit
+
+    if problems is None:
+        outcome = Outcome.SUCCESS
+    else:
+        outcome = Outcome.MINOR_FAILURE if sent else Outcome.SERIOUS_FAILURE
+    requestor = events.soap_peer(request, request.identity)
+    hub = events.hub_http(settings, request.path)
+    audit.exported(settings, stores, requestor, hub, "RAD-69", sent, outcome, problems)

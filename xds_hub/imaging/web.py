@@ -5,6 +5,10 @@ frames (PS3.18 8, 10.4) and QIDO-RS search of studies, series and instances (PS3
 Errors are JSON ``{"error": ...}`` with the status PS3.18 gives (400 bad parameters, 404 nothing
 found, 406 a media type or transfer syntax the hub cannot produce).  DICOM bodies stream from the
 blob store; memory stays flat whatever the size of the study.
+
+Every WADO-URI (RAD-55) and WADO-RS (RAD-107) access to instances is audited (ITI-20, DICOM
+Instances Transferred, :mod:`.audit`): the requestor is the HTTP client, named by its TLS
+certificate's establishment when mutual TLS is on.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify, request
 from pydicom.dataelem import DataElement
 
+from xds_hub.audit import events
+from xds_hub.audit.model import Outcome
 from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.errors import ParseError
-from xds_hub.imaging import files
+from xds_hub.imaging import audit, files
 from xds_hub.imaging.dicomweb import (
     DEFAULT_TRANSFER_SYNTAX,
     accepts,
@@ -33,6 +39,7 @@ from xds_hub.imaging.dicomweb import (
 from xds_hub.imaging.query import KEYS, KEYS_BY_TAG, Level, Query, StoredInstance, instances, search
 from xds_hub.imaging.render import RENDERED_TYPES, RenderError, RenderOptions, frame_bytes, render_frame
 from xds_hub.log import get_logger
+from xds_hub.security.tls import identity_from_environ
 from xds_hub.soap.routes import handler_for
 
 if TYPE_CHECKING:
@@ -65,6 +72,18 @@ class ImagingWeb:
     def __init__(self, settings: Settings, stores: Stores) -> None:
         self.settings = settings
         self.stores = stores
+
+    # --------------------------------------------------------------------------------- audit
+
+    def _audit(self, transaction: str, found: list[StoredInstance], not_sent: int = 0) -> None:
+        """Queue the Instances Transferred message of this request (RAD-55 / RAD-107)."""
+        identity = identity_from_environ(request.environ, self.settings.domain)
+        requestor = events.peer(None, request.remote_addr, identity)
+        hub = events.hub_http(self.settings, request.path)
+        outcome, why = Outcome.SUCCESS, None
+        if not_sent:
+            outcome, why = Outcome.MINOR_FAILURE, f"{not_sent} instance(s) not provided in the asked syntax"
+        audit.exported(self.settings, self.stores, requestor, hub, transaction, found, outcome, why)
 
     # --------------------------------------------------------------------------------- lookup
 
@@ -109,6 +128,7 @@ class ImagingWeb:
         ready, failed = self._in_syntax(self._instances(study, series, sop), wanted)
         if not ready:
             raise WebError(406, f"the instances cannot be provided in transfer syntax {wanted}")
+        self._audit("RAD-107", ready, len(failed))
         if sop and not chosen.is_multipart and chosen.media_type == "application/dicom":
             inst = ready[0]
             return Response(
@@ -132,6 +152,7 @@ class ImagingWeb:
         """WADO-RS Retrieve Metadata (PS3.18 10.4.1.1.2): application/dicom+json, bulk data by URI."""
         found = self._instances(study, series, sop)
         base = _base_url()
+        self._audit("RAD-107", found)
 
         def body() -> Iterator[bytes]:
             yield b"["
@@ -167,6 +188,7 @@ class ImagingWeb:
             raise WebError(404, f"the instance has no element {tag}")
         value = ds[number].value
         data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        self._audit("RAD-107", [inst])
         boundary = new_boundary()
         part = ({"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}, [data])
         return Response(
@@ -192,6 +214,7 @@ class ImagingWeb:
             data = render_frame(ds, numbers[0], options)
         except RenderError as exc:
             raise WebError(400 if "out of range" in str(exc) else 406, str(exc)) from None
+        self._audit("RAD-107", [inst])
         return Response(data, content_type=media)
 
     def frames(self, study: str, series: str, sop: str, frames: str) -> Response:
@@ -220,6 +243,7 @@ class ImagingWeb:
             if media != "application/octet-stream":
                 media += f"; transfer-syntax={inst.transfer_syntax}"
             parts.append(({"Content-Type": media, "Content-Length": str(len(data))}, [data]))
+        self._audit("RAD-107", [inst])
         boundary = new_boundary()
         part_type = compressed_type if keep and compressed_type else "application/octet-stream"
         return Response(
@@ -281,6 +305,7 @@ class ImagingWeb:
                 ready, _ = self._in_syntax([inst], syntax)
                 if not ready:
                     raise WebError(406, f"the object cannot be provided in transfer syntax {syntax}")
+                self._audit("RAD-55", [inst])
                 return Response(
                     files_stream(self.stores, ready[0].blob_key),
                     content_type="application/dicom",
@@ -292,9 +317,11 @@ class ImagingWeb:
                 frame = _non_negative("frameNumber", args.get("frameNumber", "1")) or 1
                 options = _render_options(media, args, uri=True)
                 try:
-                    return Response(render_frame(ds, frame, options), content_type=media)
+                    rendered = render_frame(ds, frame, options)
                 except RenderError as exc:
                     raise WebError(400 if "out of range" in str(exc) else 406, str(exc)) from None
+                self._audit("RAD-55", [inst])
+                return Response(rendered, content_type=media)
         raise WebError(406, f"contentType {args.get('contentType')!r} is not produced by this server")
 
 
