@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.uid import generate_uid
 from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from xds_hub.errors import XdsError
 from xds_hub.imaging.kos import ManifestStudy, ReferencedSeries, build_kos
@@ -341,8 +342,18 @@ def due_studies(conn: Connection, quiet_seconds: float, limit: int = 50) -> list
     return [uid for (uid,) in conn.execute(stmt)]
 
 
+#: Errors that mean the database cannot be reached (down, restarting, locked): an outage, not a bug.
+_OUTAGE_ERRORS = (OperationalError, InterfaceError, ConnectionError)
+
+
 class StudyPublisher:
-    """The publisher :class:`~xds_hub.server.Actor`: publishes studies once they are quiet."""
+    """The publisher :class:`~xds_hub.server.Actor`: publishes studies once they are quiet.
+
+    While the database is unreachable every pass fails; that is logged once when the outage begins
+    (a warning with the error, no traceback) and once when a pass succeeds again (with how long it
+    lasted and how many passes failed), not every ``interval``.  A failure that is not an outage
+    (a bug) is logged with its traceback, also once until a pass succeeds.
+    """
 
     def __init__(self, settings: Settings, stores: Stores, interval: float | None = None) -> None:
         self.settings = settings
@@ -351,6 +362,9 @@ class StudyPublisher:
         self.interval = interval if interval is not None else max(0.2, min(1.0, quiet / 4))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: When the passes began failing (monotonic), and how many have failed since.
+        self._failing_since: float | None = None
+        self._failed_passes = 0
 
     def run_once(self) -> list[PublishResult]:
         with self.stores.engine.connect() as conn:
@@ -361,16 +375,42 @@ class StudyPublisher:
                 break
             try:
                 results.append(publish_study(self.stores, self.settings, study_uid))
+            except _OUTAGE_ERRORS:
+                raise  # the database went away: the pass fails (logged once per outage)
             except Exception:  # one study's failure must not stop the others
                 log.exception("publishing a study failed", extra={"study": study_uid})
         return results
 
+    def run_pass(self) -> bool:
+        """One pass of the loop, its failures logged once per outage; True if it succeeded."""
+        try:
+            self.run_once()
+        except Exception as exc:
+            self._failed_passes += 1
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                fields = {
+                    "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                }
+                if isinstance(exc, _OUTAGE_ERRORS):
+                    log.warning("study publisher: database unavailable, retrying quietly", extra=fields)
+                else:
+                    log.exception("study publisher pass failed, retrying quietly", extra=fields)
+            return False
+        if self._failing_since is not None:
+            log.warning(
+                "study publisher: recovered",
+                extra={
+                    "down_seconds": round(time.monotonic() - self._failing_since, 1),
+                    "failed_passes": self._failed_passes,
+                },
+            )
+            self._failing_since, self._failed_passes = None, 0
+        return True
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # database down ...: try again next turn
-                log.exception("study publisher pass failed")
+            self.run_pass()
 
     def start(self) -> None:
         self._stop.clear()
