@@ -98,3 +98,23 @@ def test_dicom_parser_on_damaged_data_sets(cut: int, flip: int, value: int) -> N
         damaged[flip] = value
     with contextlib.suppress(ParseError):
         read_attributes(bytes(damaged), "1.2.840.10008.1.2.1")
+
+
+@pytest.mark.parametrize("name", ["JPEG2000.dcm", "MR_small_RLE.dcm"])
+def test_dicom_parser_refuses_a_data_set_cut_anywhere(name: str) -> None:
+    """Cut inside Pixel Data (native or encapsulated) or between elements: "cannot understand"
+    (C000 at the C-STORE, missing=False), never indexed as if whole."""
+    native = {
+        ts: encode(make_instance(size=64), ts == "1.2.840.10008.1.2", ts != "1.2.840.10008.1.2.2")
+        for ts in SYNTAXES[:3]
+    }
+    data = sample_file(name).read_bytes()
+    meta = read_file_meta(BytesIO(data))
+    encapsulated = data[meta.dataset_offset :]
+    cases = [(ts, whole) for ts, whole in native.items()] + [(meta.transfer_syntax, encapsulated)]
+    for ts, whole in cases:
+        read_attributes(whole, ts)  # whole: read
+        for cut in (1, 2, 7, 100, len(whole) // 3):
+            with pytest.raises(DatasetProblem) as exc:
+                read_attributes(whole[: len(whole) - cut], ts)
+            assert not exc.value.missing, (ts, cut)
