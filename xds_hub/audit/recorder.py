@@ -40,8 +40,9 @@ from xds_hub.log import get_logger
 
 log = get_logger("xds_hub.audit.recorder")
 
-#: Longest time between a transaction and the commit of its audit record (seconds).
-FLUSH_INTERVAL = 0.05
+#: Longest time between a transaction and the commit of its audit record (seconds).  At 0.05 s the
+#: extra SQLite commits cost ITI-41 throughput under load (bench/RESULTS.md); at 0.2 s nothing shows.
+FLUSH_INTERVAL = 0.2
 #: Messages kept in memory when the database cannot take them.
 MAX_QUEUE = 50_000
 #: Most records stored in one database transaction.

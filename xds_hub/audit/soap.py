@@ -76,13 +76,15 @@ class Ending:
     description: str | None = None
     #: location -> "code: context" of each RegistryError of the reply.
     errors: tuple[tuple[str, str], ...] = ()
+    #: The request was answered with a SOAP fault (it was not processed).
+    fault: bool = False
 
 
 def ending(reply: SoapResponse | None, error: BaseException | None) -> Ending:
     """The outcome of an answered request: from the exception, or the reply's RegistryResponse status."""
     if error is not None:
         outcome, why = events.outcome_of(error)
-        return Ending(outcome, why)
+        return Ending(outcome, why, fault=True)
     if reply is None:  # pragma: no cover - a handler always answers or raises
         return Ending(Outcome.MAJOR_FAILURE, "no answer")
     body = reply.body
@@ -260,7 +262,8 @@ def patients_of_objects(stores: Stores, entry_uuids: Iterable[str]) -> tuple[str
 
 def _iti41(call: _Call, reply: SoapResponse | None) -> Work:
     patient, unique = submission_facts(call.request.body)
-    refused = call.request.notes.refused is not None
+    # The registry took part unless the request was refused or not understood (a SOAP fault).
+    registered = call.request.notes.refused is None and not call.end.fault
 
     def build() -> list[AuditMessage]:
         source = call.source()
@@ -271,7 +274,7 @@ def _iti41(call: _Call, reply: SoapResponse | None) -> Work:
                 source, "ITI-41", call.requestor(), repository, patient, unique, end.outcome, end.description
             )
         ]
-        if not refused:  # the repository's in-process Register Document Set-b at the registry
+        if registered:  # the repository's in-process Register Document Set-b at the registry
             registry = call.hub("/xds/registry")
             messages.append(
                 events.submission_import(
