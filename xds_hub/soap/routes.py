@@ -38,7 +38,6 @@ ROUTES: Final[dict[str, dict[str, str]]] = {
 }
 
 
-
 @cache
 def handler_for(path: str, action: str) -> Handler | None:
     """The handler serving ``action`` at ``path``, or None if that endpoint does not serve it."""
