@@ -10,7 +10,9 @@ domains wanted.  The reply (3.45.4.2.3) is:
   patientIdentifier value (unknown identifier or assigning authority) or of each unknown
   ``dataSource[n]/value``.
 
-``queryByParameter`` is echoed, and ``queryAck/queryId`` repeats its queryId.
+``queryByParameter`` is echoed, and ``queryAck/queryId`` repeats its queryId.  Each query is audited
+(ITI TF-2b 3.45.5.1: Query, E, the queryByParameter element as the query, the queried and returned
+identifiers as patients) through the process's audit recorder, off the request's path.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import copy
 
 from lxml import etree
 
+from xds_hub.audit import events as audit_events
+from xds_hub.audit.model import AuditMessage, Outcome
+from xds_hub.audit.recorder import recorder_for
 from xds_hub.config import Settings
 from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode
 from xds_hub.log import get_logger
 from xds_hub.pix import v3
+from xds_hub.pix.audit import failure_outcome
+from xds_hub.pix.iti8 import cx_text
+from xds_hub.pix.iti44 import message_id
 from xds_hub.pix.model import PixAnswer, PixQuery, RawId, Where
 from xds_hub.pix.store import database_errors
 from xds_hub.pix.v3 import V
@@ -92,6 +100,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
     wrapper = v3.read_wrapper(request.body, REQUEST)
     failure: Hl7Error | None = None
     answer: PixAnswer | None = None
+    query: PixQuery | None = None
     try:
         query = parse_query(request.body)
         with read_transaction(stores.engine) as conn:
@@ -122,4 +131,36 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         classCode="CACT",
         moodCode="EVN",
     )
+    _audit(request, settings, stores, message_id(wrapper), query_by_parameter, query, answer, failure)
     return SoapResponse(SoapAction.ITI45_RESPONSE, v3.reply(RESPONSE, wrapper, failure, control_act))
+
+
+def _audit(
+    request: SoapRequest,
+    settings: Settings,
+    stores: Stores,
+    mid: str,
+    query_by_parameter: etree._Element | None,
+    query: PixQuery | None,
+    answer: PixAnswer | None,
+    failure: Hl7Error | None,
+) -> None:
+    """Queue the query's audit message (never raises)."""
+    try:
+        xref = CrossReference(settings.domain)
+        ids = [cx_text(query.id, ("", ""), xref)] if query is not None else []
+        ids += [i.cx for i in answer.identifiers] if answer is not None else []
+        text = etree.tostring(query_by_parameter) if query_by_parameter is not None else b""
+        requestor = audit_events.soap_peer(request, request.identity)
+        outcome, description = failure_outcome(failure) if failure is not None else (Outcome.SUCCESS, None)
+
+        def build() -> list[AuditMessage]:
+            source = audit_events.audit_source(settings)
+            hub = audit_events.hub_http(settings, request.path)
+            return [
+                audit_events.pix_query(source, "ITI-45", requestor, hub, text, mid, ids, outcome, description)
+            ]
+
+        recorder_for(stores.engine).submit(build)
+    except Exception:
+        log.exception("ITI-45 audit could not be queued")

@@ -13,13 +13,17 @@ identifier already linked elsewhere), AR for an event this transaction does not 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from xds_hub.audit.events import Node
+from xds_hub.audit.model import Action
 from xds_hub.config import PixSettings
 from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode
 from xds_hub.pix import ack
+from xds_hub.pix.audit import AuditRow, PixAuditor
 from xds_hub.pix.hl7v2 import Segment, V2Message
 from xds_hub.pix.model import Demographics, FeedEvent, FeedKind, FeedOutcome, RawId, Where
 from xds_hub.pix.xref import CrossReference
@@ -145,3 +149,57 @@ def execute(conn: Connection, request: FeedRequest, xref: CrossReference) -> lis
 
 def respond(msg: V2Message, pix: PixSettings, result: object) -> str:
     return ack.ack(msg, pix, result if isinstance(result, Hl7Error) else None)
+
+
+#: EventActionCode of the Patient Record audit message per feed kind (ITI TF-2a 3.8.5.1).
+ACTIONS = {FeedKind.ADD: Action.CREATE, FeedKind.UPDATE: Action.UPDATE, FeedKind.MERGE: Action.DELETE}
+
+
+def cx_text(raw: RawId, source: tuple[str, str], xref: CrossReference) -> str:
+    """An identifier as the audit trail keeps it: ``value^^^&OID&ISO`` when its domain is known."""
+    try:
+        return xref.resolve(raw, source).cx
+    except Hl7Error:
+        authority = "&".join((raw.namespace, raw.universal_id, raw.universal_id_type)).rstrip("&")
+        return f"{raw.value}^^^{authority}" if authority else raw.value
+
+
+def feed_records(
+    request_events: Sequence[FeedEvent] | None, kind: FeedKind | None, result: object, xref: CrossReference
+) -> list[tuple[Action, list[str], list[str]]]:
+    """The Patient Record audit messages of a feed (ITI-8 / ITI-44) as (action, patient IDs,
+    aliases): one per event; a merge's retired identifiers (D) and surviving ones (U) apart; the
+    person's affinity-domain ID as an alias.  A feed that could not be read is one record."""
+    outcomes = [o for o in result if isinstance(o, FeedOutcome)] if isinstance(result, list) else []
+    if not request_events:
+        return [(ACTIONS[kind] if kind is not None else Action.CREATE, [], [])]
+    records = []
+    for n, event in enumerate(request_events):
+        affinity = outcomes[n].affinity_id if n < len(outcomes) else None
+        aliases = [affinity.cx] if affinity is not None else []
+        ids = [cx_text(r, event.source, xref) for r in event.ids]
+        if event.kind is FeedKind.MERGE:
+            records.append(
+                (Action.DELETE, [cx_text(r, event.source, xref) for r in event.prior_ids], aliases)
+            )
+            records.append((Action.UPDATE, ids, aliases))
+        else:
+            records.append((ACTIONS[event.kind], ids, aliases))
+    return records
+
+
+def audit(
+    msg: V2Message,
+    request: object,
+    result: object,
+    requestor: Node,
+    hub: Node,
+    auditor: PixAuditor,
+    xref: CrossReference,
+) -> list[AuditRow]:
+    events = request.events if isinstance(request, FeedRequest) else None
+    failure = result if isinstance(result, Hl7Error) else None
+    return [
+        auditor.patient_record("ITI-8", requestor, hub, action, ids, msg.control_id, aliases, failure)
+        for action, ids, aliases in feed_records(events, EVENTS.get(msg.trigger_event), result, xref)
+    ]

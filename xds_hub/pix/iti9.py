@@ -18,9 +18,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from xds_hub.audit.events import Node
 from xds_hub.config import PixSettings
 from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode
 from xds_hub.pix import ack, hl7v2
+from xds_hub.pix.audit import AuditRow, PixAuditor
 from xds_hub.pix.hl7v2 import Segment, V2Message
 from xds_hub.pix.model import PixAnswer, PixQuery, RawId, Where
 from xds_hub.pix.xref import CrossReference
@@ -96,3 +98,27 @@ def respond(msg: V2Message, pix: PixSettings, result: object) -> str:
         ids = [hl7v2.cx(i.value, i.authority) for i in result.identifiers]
         segments.append(hl7v2.segment("PID", "", "", ids, "", hl7v2.EMPTY_NAME))
     return hl7v2.render(segments)
+
+
+def audit(
+    msg: V2Message,
+    request: object,
+    result: object,
+    requestor: Node,
+    hub: Node,
+    auditor: PixAuditor,
+    xref: CrossReference,
+) -> list[AuditRow]:
+    """The Query audit row (ITI TF-2a 3.9.5.1): the QPD segment as the query, the queried and
+    returned identifiers as patients."""
+    from xds_hub.pix.iti8 import cx_text
+
+    qpd = msg.first("QPD")
+    ids = []
+    if isinstance(request, QueryRequest):
+        ids.append(cx_text(request.query.id, request.source, xref))
+    if isinstance(result, PixAnswer):
+        ids += [i.cx for i in result.identifiers]
+    failure = result if isinstance(result, Hl7Error) else None
+    query = qpd.text.encode("utf-8") if qpd is not None else b""
+    return [auditor.query("ITI-9", requestor, hub, query, msg.control_id, ids, failure)]

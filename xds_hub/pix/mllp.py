@@ -12,6 +12,14 @@
   AR, a client that hangs up only ends its own connection, and ``stop`` finishes the batch in hand
   before closing.  The actor also runs the ITI-10 notifier.
 
+  With ``tls_cert`` / ``tls_key`` the listener speaks TLS 1.2+ (ITI-19), and with ``tls_ca`` a
+  client must present a certificate of that CA: the handshake runs in the connection's thread
+  (:func:`xds_hub.security.tls.wrap_server_socket`, bounded by its timeout) before any byte of HL7
+  is read, and a refused node is a Security Alert in the audit trail
+  (:func:`xds_hub.audit.alerts.refusal_recorder`).  The peer certificate's identity decides which
+  assigning authorities the connection may feed (:mod:`xds_hub.pix.guard`).  Every message is
+  audited (:mod:`xds_hub.pix.audit`).
+
   (A second thread per connection, committing one batch while the reader parses the next, was
   measured and dropped: a sender waits for the ACKs of the messages in flight before sending more,
   so there is little to overlap, and the hand-off cost a thread wake-up per batch.)
@@ -21,12 +29,17 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from xds_hub.config import Settings
 from xds_hub.log import get_logger
 from xds_hub.storage.stores import Stores
+
+if TYPE_CHECKING:
+    from xds_hub.pix.service import Peer
 
 log = get_logger("xds_hub.pix.mllp")
 
@@ -99,10 +112,25 @@ class FrameReader:
 class MllpClient:
     """A blocking MLLP connection: ``request(text)`` sends one message and returns the reply."""
 
-    def __init__(self, host: str, port: int, timeout: float = 30.0, encoding: str = "utf-8") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 30.0,
+        encoding: str = "utf-8",
+        context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``context``: MLLP over TLS (a client context, e.g. with the node's certificate)."""
         self.encoding = encoding
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if context is not None:
+            try:
+                sock = context.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self.reader = FrameReader()
         self._pending: list[bytes] = []
 
@@ -142,13 +170,19 @@ class MllpActor:
     IDLE_TIMEOUT = 900.0
 
     def __init__(self, settings: Settings, stores: Stores) -> None:
+        from xds_hub.audit.alerts import refusal_recorder
+        from xds_hub.pix.audit import AuditQueue, PixAuditor
         from xds_hub.pix.iti10 import Notifier
+        from xds_hub.pix.service import Auditing
         from xds_hub.pix.xref import CrossReference
+        from xds_hub.security.tls import server_ssl_context
 
         self.settings = settings
         self.engine = stores.engine
         self.xref = CrossReference(settings.domain)
         self.notifier = Notifier(stores.engine, settings.domain)
+        self.auditing = Auditing(PixAuditor(settings), AuditQueue(stores.engine))
+        self.ssl = server_ssl_context(settings, on_refused=refusal_recorder(settings, "mllp", stores.engine))
         self._listener: socket.socket | None = None
         self._stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
@@ -163,6 +197,7 @@ class MllpActor:
         sock.settimeout(0.5)
         self._listener = sock
         self.notifier.start()
+        self.auditing.queue.start()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="mllp-accept", daemon=True)
         self._accept_thread.start()
 
@@ -177,6 +212,7 @@ class MllpActor:
         for t in threads:
             t.join(timeout=30)
         self.notifier.stop()
+        self.auditing.queue.stop()
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -196,10 +232,18 @@ class MllpActor:
             t.start()
 
     def _serve(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        from xds_hub.pix.service import Peer
+        from xds_hub.security.tls import peer_identity, wrap_server_socket
+
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl is not None:
+                try:
+                    conn = wrap_server_socket(conn, self.ssl)  # refused: closed (and audited)
+                except (OSError, ValueError):
+                    return
             conn.settimeout(0.5)
-            self._connection(conn)
+            self._connection(conn, Peer(str(addr[0]), peer_identity(conn, self.settings.domain)))
         except Exception:
             log.exception("MLLP connection failed", extra={"peer": f"{addr[0]}:{addr[1]}"})
         finally:
@@ -208,7 +252,7 @@ class MllpActor:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _connection(self, conn: socket.socket) -> None:
+    def _connection(self, conn: socket.socket, peer: Peer) -> None:
         from xds_hub.pix.service import prepare, run
         from xds_hub.pix.session import DbSession
 
@@ -237,7 +281,7 @@ class MllpActor:
                     return
                 if not frames:
                     continue
-                batch = run(prepare(frames, self.settings), db, self.settings, self.xref)
+                batch = run(prepare(frames, self.settings), db, self.settings, self.xref, peer, self.auditing)
                 if batch.notifications:
                     self.notifier.wake()
                 try:

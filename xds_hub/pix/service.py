@@ -11,6 +11,13 @@ Messages that cannot be read get an ACK with AR and an ERR (100 when there is no
 MSH is unreadable); MSH problems get AR with 101 (MSH-9/10/11/12 missing), 200 (message type),
 201 (event), 202 (processing ID) or 203 (version).  A database failure answers AR with 207, so
 the sender retries.
+
+Under mutual TLS the MLLP listener passes the peer's identity (:class:`Peer`): a feed asserting
+identifiers of a domain its establishment may not feed is refused with AR and ERR 204 before it
+runs (:func:`xds_hub.pix.guard.feed_refusal`).  With a :class:`~xds_hub.pix.audit.PixAuditor`, every
+message that could be read gets its audit record (ITI-20; each transaction's ``audit``): inserted
+with the batch's write transaction (committed with the feeds it describes), or queued to the
+:class:`~xds_hub.pix.audit.AuditQueue` for reads and for what failed outside a transaction.
 """
 
 from __future__ import annotations
@@ -21,15 +28,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from xds_hub.audit.events import Node
+from xds_hub.audit.events import peer as peer_node
 from xds_hub.config import PixSettings, Settings
 from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode, ParseError
 from xds_hub.log import get_logger
-from xds_hub.pix import ack, iti8, iti9
+from xds_hub.pix import ack, audit, iti8, iti9
+from xds_hub.pix.audit import AuditQueue, AuditRow, PixAuditor
+from xds_hub.pix.guard import feed_refusal
 from xds_hub.pix.hl7v2 import V2Message, parse
 from xds_hub.pix.model import FeedOutcome
 from xds_hub.pix.session import DbSession
 from xds_hub.pix.store import PixSql
 from xds_hub.pix.xref import CrossReference
+from xds_hub.security.access import NodeIdentity
 
 log = get_logger("xds_hub.pix.service")
 
@@ -45,13 +57,34 @@ class Transaction:
     prepare: Callable[[V2Message], Any]
     execute: Callable[[Connection, Any, CrossReference], Any]
     respond: Callable[[V2Message, PixSettings, object], str]
+    #: (message, request or None, result, requestor, hub, auditor, xref) -> its audit rows.
+    audit: Callable[[V2Message, Any, object, Node, Node, PixAuditor, CrossReference], list[AuditRow]]
 
 
 #: MSH-9.1 -> transaction.
 TRANSACTIONS: dict[str, Transaction] = {
-    "ADT": Transaction("ITI-8", iti8.WRITES, iti8.prepare, iti8.execute, iti8.respond),
-    "QBP": Transaction("ITI-9", iti9.WRITES, iti9.prepare, iti9.execute, iti9.respond),
+    "ADT": Transaction("ITI-8", iti8.WRITES, iti8.prepare, iti8.execute, iti8.respond, iti8.audit),
+    "QBP": Transaction("ITI-9", iti9.WRITES, iti9.prepare, iti9.execute, iti9.respond, iti9.audit),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The other end of an MLLP connection: its address and, under mutual TLS, its identity."""
+
+    address: str | None = None
+    identity: NodeIdentity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Auditing:
+    """Where a connection's audit rows go (None: not audited, e.g. in-process tests)."""
+
+    auditor: PixAuditor
+    queue: AuditQueue
+
+
+NOBODY = Peer()
 
 PROCESSING_IDS = frozenset({"P", "T", "D"})
 
@@ -132,6 +165,10 @@ class Item:
     request: Any = None
     result: object = None
     reply: str | None = None
+    #: Refused by the access rules (a Security Alert goes with its audit record).
+    denied: bool = False
+    #: Its audit record went with its transaction.
+    audited: bool = False
 
 
 def _garbage_reply(text: str, exc: ParseError, pix: PixSettings) -> str:
@@ -193,7 +230,13 @@ def _execute(item: Item, conn: Connection, xref: CrossReference) -> None:
         item.result = exc
 
 
-def _run(db: DbSession, items: list[Item], xref: CrossReference) -> None:
+def _run(
+    db: DbSession,
+    items: list[Item],
+    xref: CrossReference,
+    peer: Peer = NOBODY,
+    auditing: Auditing | None = None,
+) -> None:
     writes = any(i.tx is not None and i.tx.writes for i in items)
     with db.write() if writes else db.read() as conn:
         feeds = [i.request.events[0] for i in items if _deferrable(i)]
@@ -201,14 +244,21 @@ def _run(db: DbSession, items: list[Item], xref: CrossReference) -> None:
         # writes go in fewer, larger statements).  SQLite's statements cost no round trip.
         if len(feeds) < (2 if db.sqlite else 1):
             _run_each(conn, items, xref)
-            return
-        with xref.batch(conn, feeds):
+        else:
+            with xref.batch(conn, feeds):
+                for item in items:
+                    if _deferrable(item):
+                        _execute(item, conn, xref)
+                        continue
+                    with xref.outside_batch(conn):
+                        _run_each(conn, [item], xref)
+        if auditing is not None and writes:
+            # The audit records commit with the feeds they describe (or go to the queue).
+            rows = audit_rows(items, peer, auditing.auditor, xref)
+            if not audit.insert(conn, rows):
+                auditing.queue.put(rows)
             for item in items:
-                if _deferrable(item):
-                    _execute(item, conn, xref)
-                    continue
-                with xref.outside_batch(conn):
-                    _run_each(conn, [item], xref)
+                item.audited = True
 
 
 def _run_each(conn: Connection, items: list[Item], xref: CrossReference) -> None:
@@ -229,31 +279,50 @@ def _run_each(conn: Connection, items: list[Item], xref: CrossReference) -> None
         cursor.execute("RELEASE SAVEPOINT pix_message")
 
 
-def run(items: list[Item], db: DbSession, settings: Settings, xref: CrossReference) -> Batch:
+def run(
+    items: list[Item],
+    db: DbSession,
+    settings: Settings,
+    xref: CrossReference,
+    peer: Peer = NOBODY,
+    auditing: Auditing | None = None,
+) -> Batch:
     """Run the prepared ``items`` in one transaction and build their replies (in order) after the
     commit: every AA is durable.  A batch that fails is run again one message at a time, so that
-    one bad message does not fail the others."""
+    one bad message does not fail the others.  Feeds the peer may not send are refused first."""
     pix = settings.domain.pix
+    if peer.identity is not None:
+        for item in items:
+            if item.tx is not None and item.tx.writes and isinstance(item.request, iti8.FeedRequest):
+                refusal = feed_refusal(peer.identity, item.request.events, xref)
+                if refusal is not None:
+                    item.result, item.denied = refusal, True
     pending = [
         i for i in items if i.reply is None and i.tx is not None and not isinstance(i.result, Hl7Error)
     ]
     if pending:
         try:
-            _run(db, pending, xref)
+            _run(db, pending, xref, peer, auditing)
         except Exception:
+            for item in pending:
+                item.audited = False
             if len(pending) > 1:
                 for item in pending:
                     item.result = None
                     try:
-                        _run(db, [item], xref)
+                        _run(db, [item], xref, peer, auditing)
                     except Exception:
                         log.exception(
                             "HL7 v2 message failed", extra={"control_id": item.msg and item.msg.control_id}
                         )
                         item.result = _internal_error()
+                        item.audited = False
             else:
                 log.exception("HL7 v2 message failed")
                 pending[0].result = _internal_error()
+    if auditing is not None:
+        # Reads, refusals and failures: written by the queue, off the reply path.
+        auditing.queue.put(audit_rows([i for i in items if not i.audited], peer, auditing.auditor, xref))
     notifications = 0
     replies = []
     for item in items:
@@ -264,6 +333,28 @@ def run(items: list[Item], db: DbSession, settings: Settings, xref: CrossReferen
                 notifications += sum(o.notifications for o in item.result if isinstance(o, FeedOutcome))
         replies.append(item.reply.encode(item.codec, errors="replace"))
     return Batch(replies, notifications)
+
+
+def audit_rows(items: list[Item], peer: Peer, auditor: PixAuditor, xref: CrossReference) -> list[AuditRow]:
+    """The audit rows of ``items`` (messages that could not be read as HL7 have none); never raises."""
+    rows: list[AuditRow] = []
+    for item in items:
+        msg, tx = item.msg, item.tx
+        if msg is None or tx is None:
+            continue
+        try:
+            field = msg.msh.value
+            requestor = peer_node(f"{field(3)}|{field(4)}", peer.address, peer.identity)
+            hub = auditor.hub_mllp(f"{field(5)}|{field(6)}")
+            rows += tx.audit(msg, item.request, item.result, requestor, hub, auditor, xref)
+            if item.denied and isinstance(item.result, Hl7Error):
+                reason = "; ".join(p.text for p in item.result.problems)
+                rows.append(
+                    auditor.access_denied(requestor, hub, f"{tx.name} from {field(3)}|{field(4)}", reason)
+                )
+        except Exception:
+            log.exception("audit record could not be built", extra={"control_id": msg.control_id})
+    return rows
 
 
 def _internal_error() -> Hl7Error:
