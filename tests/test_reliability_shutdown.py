@@ -40,3 +40,35 @@ def test_dicom_stop_after_a_port_probe_is_prompt(tmp_path: Path) -> None:
         as_expected=not stopper.is_alive(),
     )
     assert not stopper.is_alive(), "DicomActor.stop() still waiting after 3 s"
+
+
+def test_dicom_stop_with_idle_connections_held_open_is_prompt(tmp_path: Path) -> None:
+    """Connections that never send an A-ASSOCIATE-RQ and stay open (a stuck client, a scanner):
+    stop() hangs up on them at once instead of waiting out the ARTIM timer."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    upgrade(engine)
+    stores = Stores(engine=engine, blobs=FsBlobStore(tmp_path / "blobs"))
+    settings = region_settings(tmp_path / "data")
+    actor = DicomActor(settings, stores)
+    actor.start()
+    held = [socket.create_connection(("127.0.0.1", settings.dicom_port), timeout=5) for _ in range(5)]
+    try:
+        time.sleep(0.3)
+        stopper = threading.Thread(target=actor.stop, daemon=True)
+        began = time.monotonic()
+        stopper.start()
+        stopper.join(3)
+        took = time.monotonic() - began
+        assert not stopper.is_alive(), "DicomActor.stop() still waiting after 3 s"
+        for sock in held:  # the hub hung up on each
+            sock.settimeout(3)
+            assert sock.recv(16) == b""
+    finally:
+        for sock in held:
+            sock.close()
+    record_fault(
+        "Shutdown",
+        "SIGTERM stop of the DICOM listener with 5 idle connections held open",
+        "stops at once, idle connections closed",
+        f"stopped in {took:.1f} s",
+    )
