@@ -1,4 +1,4 @@
-"""The hub's DICOM listener (with :mod:`.dicomnet`, the only modules that import pynetdicom).
+"""The hub's DICOM listener (with :mod:`.acceptor` and :mod:`.dicomnet`, the modules that import pynetdicom).
 
 Services, as an SCP on ``settings.dicom_port`` with AE title ``settings.ae_title``:
 
@@ -24,16 +24,12 @@ never send an A-ASSOCIATE-RQ do not count and are dropped after the ARTIM time-o
 
 Each association runs on :class:`.dicomnet.FastDUL` (no polling; C-STORE-RQs served straight from
 the received PDUs, without pynetdicom's message decoding and dispatch) and on
-:class:`_LowLatencyAssociation` (a reactor that blocks on its queue); both end up in
+:class:`LowLatencyAssociation` (a reactor that blocks on its queue); both end up in
 :meth:`DicomActor.store`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -49,21 +45,29 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, build_context, evt
-from pynetdicom.acse import ACSE
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ASSOCIATE
-from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import ThreadedAssociationServer
 
 from xds_hub.audit import events
 from xds_hub.audit.model import Outcome
 from xds_hub.errors import ParseError
 from xds_hub.imaging import audit, dicomnet, files
+from xds_hub.imaging.acceptor import (
+    HubServer,
+    LowLatencyAssociation,
+    hang_up,
+    identity_of,
+    nodelay,
+    peer_node,
+    request_handler,
+)
 from xds_hub.imaging.ingest import Ingest
 from xds_hub.imaging.query import KEYS, UNIQUE_KEY, Level, Query, StoredInstance, instances, level_of, search
 from xds_hub.imaging.status import Status
 from xds_hub.log import get_logger
-from xds_hub.security.access import AE_REJECT, AccessDenied, NodeIdentity, check_ae
-from xds_hub.security.tls import dicom_tls_args, peer_identity, server_ssl_context, wrap_server_socket
+from xds_hub.security.access import AE_REJECT, AccessDenied, check_ae
+from xds_hub.security.tls import dicom_tls_args, peer_identity, server_ssl_context
 
 if TYPE_CHECKING:
     from xds_hub.config import Settings
@@ -111,123 +115,6 @@ _PATIENT_ROOT = {
 }
 _LEVELS_PATIENT_ROOT = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.IMAGE)
 _LEVELS_STUDY_ROOT = (Level.STUDY, Level.SERIES, Level.IMAGE)
-
-
-def _nodelay(event: Any) -> None:
-    """EVT_CONN_OPEN: no Nagle delay on DIMSE responses (each is a small write)."""
-    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _LowLatencyAssociation(Association):
-    """An acceptor association whose reactor wakes when a DIMSE message arrives.
-
-    It also carries what the hub learns about it: the peer's TLS identity, the instances it stored
-    (audited when the association ends, :meth:`DicomActor.ended`).
-
-    pynetdicom's acceptor loop sleeps 1 ms between looks at its message queue, which costs each
-    request up to that much latency; here the loop blocks on the queue itself, and the DUL
-    (:class:`.dicomnet.FastDUL`) puts a wake-up on that queue with every release or abort
-    indication, so the bound (:data:`.dicomnet.REACTOR_WAIT`) only paces the time-out checks.
-    The checks per turn are those of pynetdicom's loop.
-    """
-
-    hub_actor: DicomActor | None = None
-    hub_identity: NodeIdentity | None = None
-    hub_tally: audit.StoreTally | None = None
-
-    def run(self) -> None:  # the thread's body (pynetdicom bound its target before the class swap)
-        try:
-            super().run()
-        finally:
-            if self.hub_actor is not None:
-                self.hub_actor.ended(self)
-
-    def _run_reactor(self) -> None:
-        self._is_paused = False
-        while not self._kill:
-            self._is_paused = True
-            self._reactor_checkpoint.wait()  # a send_*() from another thread may pause us
-            self._is_paused = False
-            try:
-                context_id, msg = self.dimse.msg_queue.get(timeout=dicomnet.REACTOR_WAIT)
-            except queue.Empty:
-                context_id, msg = None, None
-            if msg is not None and context_id is not None:
-                self._serve_request(msg, context_id)
-            if self.is_established and self.acse.is_release_requested():
-                self.acse.send_release(is_response=True)
-                self.is_released, self.is_established = True, False
-                evt.trigger(self, evt.EVT_RELEASED, {})
-                self.kill()
-                return
-            if self.acse.is_aborted():
-                self.dul.receive_pdu(wait=False)
-                self.is_aborted, self.is_established = True, False
-                evt.trigger(self, evt.EVT_ABORTED, {})
-                self.kill()
-                return
-            if not self.dul.is_alive():
-                self.kill()
-                return
-            if self.dul.idle_timer_expired():
-                log.warning("DICOM association idle past the network timeout; aborting")
-                self.abort()
-                self.kill()
-                return
-
-
-class _HubACSE(ACSE):
-    """pynetdicom's ACSE, with the hub's admission rules checked first (:meth:`DicomActor.admit`)."""
-
-    def _negotiate_as_acceptor(self) -> None:
-        assoc = self.assoc
-        rq = self.requestor.primitive
-        actor = getattr(assoc, "hub_actor", None)
-        if actor is not None and isinstance(rq, A_ASSOCIATE):
-            refusal = actor.admit(assoc, rq)
-            if refusal is not None:  # as pynetdicom rejects (PS3.8 9.3.4)
-                self.requestor.ae_title = rq.calling_ae_title
-                self.send_reject(*refusal)
-                evt.trigger(assoc, evt.EVT_REJECTED, {})
-                assoc.kill()
-                return
-        super()._negotiate_as_acceptor()
-
-
-class _Server(ThreadedAssociationServer):
-    """pynetdicom's threaded server; ``tls`` wraps each connection in its own thread (not the
-    accept loop, where one slow handshake would stall every other client)."""
-
-    tls: ssl.SSLContext | None = None
-
-
-def _request_handler(actor: DicomActor) -> type[RequestHandler]:
-    """A request handler class creating low-latency acceptor associations served by ``actor``."""
-
-    class _RequestHandler(RequestHandler):
-        def handle(self) -> None:
-            tls = getattr(self.server, "tls", None)
-            if tls is not None:
-                try:  # bounded by the context's timeout; a TLS refusal is recorded by its hook
-                    self.request = wrap_server_socket(self.request, tls)
-                except (OSError, ValueError):
-                    return
-            super().handle()
-
-        def _create_association(self) -> Association:
-            assoc = super()._create_association()
-            assoc.__class__ = _LowLatencyAssociation
-            assoc.acse.__class__ = _HubACSE
-            assert isinstance(assoc, _LowLatencyAssociation)
-            assoc.hub_actor = actor
-            assoc.hub_tally = tally = audit.StoreTally()
-            dicomnet.install(assoc, actor.store_handler(tally))
-            return assoc
-
-    return _RequestHandler
 
 
 def _failure(status: int, comment: str) -> Dataset:
@@ -290,7 +177,7 @@ class DicomActor:
 
     def handlers(self) -> list[Any]:
         return [
-            (evt.EVT_CONN_OPEN, _nodelay),
+            (evt.EVT_CONN_OPEN, nodelay),
             (evt.EVT_C_ECHO, lambda _event: int(Status.SUCCESS)),
             (evt.EVT_C_STORE, self.on_store),
             (evt.EVT_C_FIND, self.on_find),
@@ -308,10 +195,10 @@ class DicomActor:
         server = self.ae.make_server(
             (self.settings.host, self.settings.dicom_port),
             evt_handlers=self.handlers(),
-            server_class=_Server,
-            request_handler=_request_handler(self),
+            server_class=HubServer,
+            request_handler=request_handler(self),
         )
-        assert isinstance(server, _Server)
+        assert isinstance(server, HubServer)
         from xds_hub.audit.alerts import refusal_recorder
 
         server.tls = server_ssl_context(
@@ -335,7 +222,7 @@ class DicomActor:
         server.shutdown()  # stops accepting and closes the listening socket
         for assoc in active:  # connections that never associated (e.g. port probes) have nothing to drain
             if not assoc.is_established:
-                _hang_up(assoc)
+                hang_up(assoc)
         deadline = time.monotonic() + 30
         while any(a.is_alive() for a in active) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -356,13 +243,13 @@ class DicomActor:
         identity = None
         if self.mutual_tls:
             identity = peer_identity(getattr(assoc.dul.socket, "socket", None), self.settings.domain)
-        if isinstance(assoc, _LowLatencyAssociation):
+        if isinstance(assoc, LowLatencyAssociation):
             assoc.hub_identity = identity
         try:
             check_ae(identity, calling, self.settings.domain)
         except AccessDenied as exc:
             log.warning("DICOM association refused", extra={"ae": calling, "why": exc.reason})
-            audit.refused(self.settings, self.stores, _peer(assoc, calling, identity), exc.reason)
+            audit.refused(self.settings, self.stores, peer_node(assoc, calling, identity), exc.reason)
             return AE_REJECT
         established = sum(1 for a in self.ae.active_associations if a.is_acceptor and a.is_established)
         if established >= MAX_ASSOCIATIONS:
@@ -372,14 +259,14 @@ class DicomActor:
             return LIMIT_REJECT
         return None
 
-    def ended(self, assoc: _LowLatencyAssociation) -> None:
+    def ended(self, assoc: LowLatencyAssociation) -> None:
         """The association's thread ends: audit what it stored (one message per study)."""
         tally = assoc.hub_tally
         if tally is None or not tally.studies:
             return
         assoc.hub_tally = None
         calling = str(assoc.requestor.ae_title or "").strip()
-        audit.stored(self.settings, self.stores, _peer(assoc, calling, assoc.hub_identity), tally)
+        audit.stored(self.settings, self.stores, peer_node(assoc, calling, assoc.hub_identity), tally)
 
     # ----------------------------------------------------------------------------- C-STORE
 
@@ -467,7 +354,7 @@ class DicomActor:
             audit.queried(
                 self.settings,
                 self.stores,
-                _peer(event.assoc, str(event.assoc.requestor.ae_title).strip(), _identity(event.assoc)),
+                peer_node(event.assoc, str(event.assoc.requestor.ae_title).strip(), identity_of(event.assoc)),
                 str(event.request.AffectedSOPClassUID),
                 _identifier_bytes(event),
                 str(event.context.transfer_syntax),
@@ -521,7 +408,7 @@ class DicomActor:
             return
         options: dict[str, Any] = {
             "contexts": _store_contexts(found),
-            "evt_handlers": [(evt.EVT_CONN_OPEN, _nodelay)],
+            "evt_handlers": [(evt.EVT_CONN_OPEN, nodelay)],
         }
         tls = dicom_tls_args(self.settings, node.host)  # the destination is a secure node too (ITI-19)
         if tls is not None:
@@ -555,7 +442,9 @@ class DicomActor:
     ) -> Iterator[tuple[int, Dataset | None]]:
         """The sub-operations, between a Begin Transferring and an Instances Transferred audit
         message (``receiver`` None: the C-GET SCU itself)."""
-        requestor = _peer(event.assoc, str(event.assoc.requestor.ae_title).strip(), _identity(event.assoc))
+        requestor = peer_node(
+            event.assoc, str(event.assoc.requestor.ae_title).strip(), identity_of(event.assoc)
+        )
         to = receiver or requestor
         audit.retrieve_started(self.settings, self.stores, requestor, to, found)
         sent: list[StoredInstance] = []
@@ -618,32 +507,10 @@ class DicomActor:
         return files.read_instance(self.stores, inst)
 
 
-def _peer(assoc: Any, calling_ae: str, identity: NodeIdentity | None) -> events.Node:
-    """The calling node of an association, for the audit trail."""
-    address = getattr(getattr(assoc.requestor, "address_info", None), "address", None)
-    if address is None:
-        address = getattr(assoc.requestor, "address", None)
-    return events.peer(calling_ae or None, str(address) if address else None, identity)
-
-
-def _identity(assoc: Any) -> NodeIdentity | None:
-    identity = getattr(assoc, "hub_identity", None)
-    return identity if isinstance(identity, NodeIdentity) else None
-
-
 def _identifier_bytes(event: Any) -> bytes:
     """The C-FIND identifier as received (its encoded data set)."""
     raw: Any = getattr(event.request, "Identifier", None)
     return bytes(raw.getvalue()) if raw is not None and hasattr(raw, "getvalue") else b""
-
-
-def _hang_up(assoc: Association) -> None:
-    """End a connection that never associated: its DUL sees the close (Evt17), goes idle and wakes
-    the acceptor waiting for an A-ASSOCIATE-RQ, which then ends (nothing to drain)."""
-    sock = getattr(assoc.dul.socket, "socket", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _levels(event: Any) -> tuple[Level, ...]:
