@@ -460,3 +460,28 @@ def test_submission_query_and_retrieve_are_audited_for_the_patient(secure: Secur
     header, _, xml = mine[0].partition(b" \xef\xbb\xbf")
     assert header.startswith(b"<85>1 ") and header.split(b" ")[5] == b"IHE+RFC-3881"
     assert etree.fromstring(xml).tag == "AuditMessage"
+
+
+def test_a_refused_retrieve_is_audited_as_a_failure(secure: Secure) -> None:
+    """A request answered with a SOAP fault still gets its audit message, outcome 8 with the reason."""
+    empty = etree.Element(ns.qn(ns.XDSB, "RetrieveDocumentSetRequest"))
+    reply = post(secure, secure.member(2), "/xds/repository", SoapAction.ITI43, empty)
+    assert reply.status == 400 and reply.body.tag == ns.qn(ns.SOAP12, "Fault")
+    r = audit_record
+
+    def failures() -> list[tuple[str | None, str | None]]:
+        with secure.engine.connect() as conn:
+            rows = conn.execute(
+                select(r.c.requestor_name, r.c.outcome_description).where(
+                    r.c.event_type == "ITI-43", r.c.outcome == 8
+                )
+            )
+            return [(name, why) for name, why in rows if why and "has no xdsb:DocumentRequest" in why]
+
+    found = wait_for(failures)
+    assert found == [
+        (
+            name_of("Clinique C", secure.member(2)),
+            "xdsb:RetrieveDocumentSetRequest has no xdsb:DocumentRequest",
+        )
+    ]

@@ -357,7 +357,12 @@ def _iti62(call: _Call, reply: SoapResponse | None) -> Work:
     def build() -> list[AuditMessage]:
         end = call.end
         # Removed objects' patients were noted before the removal; otherwise they are still there.
-        found = patients or (patients_of_objects(call.stores, object_ids) if object_ids else ())
+        found = patients
+        if not found and object_ids:
+            try:
+                found = patients_of_objects(call.stores, object_ids)
+            except Exception:  # the registry cannot be read now: the message goes without them
+                log.warning("audit: the patients of the registry objects could not be read")
         return [
             events.metadata_delete(
                 call.source(),
@@ -379,8 +384,15 @@ def _per_document(
     done: set[str],
     make: Callable[[Sequence[events.DocumentRef], str | None, Outcome, str | None], AuditMessage],
 ) -> list[AuditMessage]:
-    """One message per (patient, outcome): the documents in ``done`` succeeded, the others failed."""
-    patients = patients_of_documents(call.stores, (d.unique_id for d in documents)) if documents else {}
+    """One message per (patient, outcome): the documents in ``done`` succeeded, the others failed;
+    one failure message without documents when the request named none (a fault)."""
+    if not documents:
+        return [make((), None, call.end.outcome, call.end.description)]
+    try:
+        patients = patients_of_documents(call.stores, (d.unique_id for d in documents))
+    except Exception:  # the registry cannot be read now: the message goes without its patients
+        log.warning("audit: the patients of the documents could not be read")
+        patients = {}
     errors = dict(call.end.errors)
     groups: dict[tuple[str | None, bool], list[events.DocumentRef]] = {}
     for doc in documents:
