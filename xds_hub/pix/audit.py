@@ -342,22 +342,24 @@ def statements(conn: Connection, rows: Sequence[AuditRow]) -> list[Statement]:
 
 
 def insert(conn: Connection, rows: Sequence[AuditRow], before: Sequence[Statement] = ()) -> bool:
-    """Insert ``rows`` in ``conn``'s transaction, after the statements ``before`` (sent in the same
-    round trip on PostgreSQL), the audit rows inside a savepoint; False (nothing of the audit kept,
-    ``before`` done) if the audit insert failed."""
+    """Run the statements ``before`` (a batch's feed writes), then insert ``rows`` inside a
+    savepoint, all in one round trip on PostgreSQL.  A failure of the feed writes raises (the
+    transaction fails); a failure of the audit insert only undoes the audit rows: False."""
     sql = _sql(conn.dialect.name)
     if not rows:
         sql.script(conn, before)
         return True
     audit = [("SAVEPOINT pix_audit", []), *statements(conn, rows), ("RELEASE SAVEPOINT pix_audit", [])]
-    if before:
-        sql.script(conn, before)
     try:
-        sql.script(conn, audit)
-    except Exception:
+        sql.script(conn, [*before, *audit])
+    except Exception as exc:
+        try:
+            # The savepoint exists only if every statement before it succeeded.
+            PixSql.cursor(conn).execute("ROLLBACK TO SAVEPOINT pix_audit")
+            PixSql.cursor(conn).execute("RELEASE SAVEPOINT pix_audit")
+        except Exception:
+            raise exc from None
         log.exception("PIX audit rows could not be stored with the transaction; queued")
-        PixSql.cursor(conn).execute("ROLLBACK TO SAVEPOINT pix_audit")
-        PixSql.cursor(conn).execute("RELEASE SAVEPOINT pix_audit")
         return False
     return True
 

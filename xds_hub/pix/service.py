@@ -244,21 +244,38 @@ def _run(
         # writes go in fewer, larger statements).  SQLite's statements cost no round trip.
         if len(feeds) < (2 if db.sqlite else 1):
             _run_each(conn, items, xref)
+            if writes:
+                _audit_within(conn, items, peer, auditing, xref, [])
         else:
-            with xref.batch(conn, feeds):
+            with xref.batch(conn, feeds) as unit:
                 for item in items:
                     if _deferrable(item):
                         _execute(item, conn, xref)
                         continue
                     with xref.outside_batch(conn):
                         _run_each(conn, [item], xref)
-        if auditing is not None and writes:
-            # The audit records commit with the feeds they describe (or go to the queue).
-            rows = audit_rows(items, peer, auditing.auditor, xref)
-            if not audit.insert(conn, rows):
-                auditing.queue.put(rows)
-            for item in items:
-                item.audited = True
+                # The unit's writes and the audit rows go together (one round trip on PostgreSQL).
+                _audit_within(conn, items, peer, auditing, xref, unit.take())
+
+
+def _audit_within(
+    conn: Connection,
+    items: list[Item],
+    peer: Peer,
+    auditing: Auditing | None,
+    xref: CrossReference,
+    before: list[tuple[str, Any]],
+) -> None:
+    """Send ``before`` and the audit rows of ``items`` in their write transaction (the records
+    commit with the feeds they describe); rows that cannot be stored go to the queue."""
+    if auditing is None:
+        PixSql(conn.dialect.name).script(conn, before)
+        return
+    rows = audit_rows(items, peer, auditing.auditor, xref)
+    if not audit.insert(conn, rows, before):
+        auditing.queue.put(rows)
+    for item in items:
+        item.audited = True
 
 
 def _run_each(conn: Connection, items: list[Item], xref: CrossReference) -> None:

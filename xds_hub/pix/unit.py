@@ -163,8 +163,13 @@ class FeedUnit:
     def flush(self, conn: Connection) -> None:
         """Send the deferred writes in order (inserts first, then updates): one round trip on
         PostgreSQL (:meth:`~xds_hub.pix.store.PixSql.script`)."""
+        self.sql.script(conn, self.take())
+
+    def take(self) -> list[tuple[str, Sequence[Any]]]:
+        """The statements of the deferred writes, in order, for the caller to send (with more of
+        its own in the same round trip); the unit no longer holds them."""
         if not self.pending:
-            return
+            return []
         sql = self.sql
         statements: list[tuple[str, Sequence[Any]]] = []
         if self._persons:
@@ -177,7 +182,7 @@ class FeedUnit:
         if self._outbox:
             statements += sql.enqueue_rows_sql(self._outbox)
         self._persons, self._identities, self._updates, self._patients, self._outbox = [], [], [], {}, []
-        sql.script(conn, statements)
+        return statements
 
     def forget(self) -> None:
         """Drop what was loaded (after something ran on the connection outside the unit)."""
