@@ -7,17 +7,19 @@ Usage (from the repository root)::
                              [--count 500] [--threads 8]
 
 On a machine whose load drifts (other jobs on the same cores), comparing two runs made minutes
-apart says little; this runs the hub of ``--before`` (its ``xds_hub`` first on PYTHONPATH) and the
-hub of this tree at the same time, with the same client (bench/iti41_submit.py: pre-built MTOM
-requests of one 10 KB document, keep-alive connections), alternating rounds, and prints each
-hub's submissions/s and server CPU seconds per 1,000 submissions (medians over the rounds), plus
-the load average.
+apart says little.  This runs the hub of ``--before`` (started in that folder, which is also put
+first on PYTHONPATH) and the hub of this tree at the same time, with the same client
+(bench/iti41_submit.py: pre-built MTOM requests of one 10 KB document, keep-alive connections),
+alternating rounds, and prints each hub's submissions/s and server CPU seconds per 1,000
+submissions (medians over the rounds) and the load average.  ``--before`` may also be a folder
+holding only a ``sitecustomize.py`` that patches this tree (e.g. to switch a feature off).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -28,12 +30,15 @@ from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database
 
 def _start(backend: str, tree: str | None, tag: str) -> Hub:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-ab-{tag}-{backend}-"))
-    saved = os.environ.get("PYTHONPATH")
+    saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
     if tree is not None:
         os.environ["PYTHONPATH"] = tree
+        if (Path(tree) / "xds_hub").is_dir():
+            os.chdir(tree)  # `python -m xds_hub` looks in its working directory first
     try:
         return Hub(folder=folder, db_url=db_url_for(backend, folder), config_text=TEST_CONFIG).start()
     finally:
+        os.chdir(cwd)
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
         else:
@@ -96,6 +101,7 @@ def main() -> int:
             hub.stop()
             if args.backend == "postgresql":
                 drop_pg_database(hub.db_url)
+            shutil.rmtree(hub.folder, ignore_errors=True)
     return 0
 
 

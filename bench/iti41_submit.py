@@ -22,6 +22,7 @@ import argparse
 import http.client
 import os
 import queue
+import shutil
 import signal
 import statistics
 import subprocess
@@ -394,6 +395,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         hub.stop()
         if backend == "postgresql":
             drop_pg_database(hub.db_url)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> int:
