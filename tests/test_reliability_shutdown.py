@@ -53,7 +53,9 @@ def test_dicom_stop_with_idle_connections_held_open_is_prompt(tmp_path: Path) ->
     actor.start()
     held = [socket.create_connection(("127.0.0.1", settings.dicom_port), timeout=5) for _ in range(5)]
     try:
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while len(actor.ae.active_associations) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the listener has accepted all five
         stopper = threading.Thread(target=actor.stop, daemon=True)
         began = time.monotonic()
         stopper.start()

@@ -81,7 +81,10 @@ class LowLatencyAssociation(Association):
             super().run()
         finally:
             if self.hub_actor is not None:
-                self.hub_actor.ended(self)
+                try:
+                    self.hub_actor.ended(self)
+                except Exception:  # auditing the association must never break the listener
+                    log.exception("DICOM association end could not be processed")
 
     def _run_reactor(self) -> None:
         self._is_paused = False
@@ -118,7 +121,7 @@ class LowLatencyAssociation(Association):
 
 
 class _HubACSE(ACSE):
-    """pynetdicom's ACSE, with the hub's admission rules checked first (:meth:`DicomActor.admit`)."""
+    """pynetdicom's ACSE, with the hub's admission rules checked first (:meth:`Hooks.admit`)."""
 
     def _negotiate_as_acceptor(self) -> None:
         assoc = self.assoc

@@ -218,8 +218,8 @@ class DicomActor:
             self.ingest.close()
             return
         server, self._server = self._server, None
+        server.shutdown()  # stops accepting (the accept loop has ended) and closes the listening socket
         active = list(server.active_associations)
-        server.shutdown()  # stops accepting and closes the listening socket
         for assoc in active:  # connections that never associated (e.g. port probes) have nothing to drain
             if not assoc.is_established:
                 hang_up(assoc)
