@@ -54,6 +54,8 @@ def test_sweep_deletes_old_orphans_keeps_referenced_and_young(stores: Stores) ->
 
 def test_sweep_removes_abandoned_partial_writes(stores: Stores) -> None:
     assert isinstance(stores.blobs, FsBlobStore)
+    # Anonymous (O_TMPFILE) writes leave nothing after a crash; named ones (the fallback) do.
+    stores.blobs.anonymous_tmp = False
     writer = stores.blobs.writer()
     writer.write(b"half a document when the process died")
     # No finish(): the temporary file stays behind, as after SIGKILL.
