@@ -380,6 +380,7 @@ class AuditQueue:
         self._rows: deque[AuditRow] = deque()
         self._cv = threading.Condition()
         self._stopping = False
+        self._failures = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -417,10 +418,16 @@ class AuditQueue:
             with write_transaction(self.engine) as conn:
                 _sql(conn.dialect.name).script(conn, statements(conn, rows))
         except Exception:
-            log.exception("PIX audit rows could not be stored; kept for the next attempt")
+            self._failures += 1
+            if self._failures == 1 or self._failures % 60 == 0:  # not once a second while it is down
+                log.exception(
+                    "PIX audit rows could not be stored; kept for the next attempt",
+                    extra={"queued": len(rows), "attempts": self._failures},
+                )
             with self._cv:
                 self._rows.extendleft(reversed(rows))
             return False
+        self._failures = 0
         return True
 
     def _run(self) -> None:
