@@ -74,6 +74,7 @@ class AuditRecorder:
         self._thread: threading.Thread | None = None
         self.recorded = 0
         self.dropped = 0
+        self._failing = False  # the database refuses the records (logged once per outage)
 
     # -- the transaction's side -----------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class AuditRecorder:
     def _drop_oldest(self) -> None:
         if self._built:
             message = self._built.pop(0)
-            self._log_lost([message])
+            self._log_lost([message], "queue full")
         elif self._work:
             self._work.popleft()
             self._done += 1
@@ -128,7 +129,8 @@ class AuditRecorder:
                 try:
                     record_many(batch, self.engine)
                 except Exception as exc:
-                    if backoff == self.interval or backoff >= MAX_BACKOFF:
+                    if not self._failing:
+                        self._failing = True
                         log.warning(
                             "audit records not stored yet; will retry",
                             extra={"queued": len(batch), "error": str(exc)[:300]},
@@ -140,6 +142,9 @@ class AuditRecorder:
                         self._built = [m for m in self._built if id(m) not in stored]
                     self.recorded += len(batch)
                     backoff = self.interval
+                    if self._failing:
+                        self._failing = False
+                        log.warning("audit records stored again", extra={"stored": len(batch)})
                     if self._built:
                         self._wake.set()  # more than one batch waiting: go on at once
             with self._lock:
@@ -158,13 +163,13 @@ class AuditRecorder:
         return messages
 
     @staticmethod
-    def _log_lost(messages: Iterable[AuditMessage]) -> None:
+    def _log_lost(messages: Iterable[AuditMessage], why: str) -> None:
         for message in messages:
             try:
                 xml = to_xml(message).decode("utf-8", "replace")
             except Exception:
                 xml = repr(message)
-            log.error("audit record dropped (queue full)", extra={"audit_message": xml})
+            log.error(f"audit record dropped ({why})", extra={"audit_message": xml})
 
     # -- waiting and stopping -------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class AuditRecorder:
             self._built = []
         self._wake.set()
         if left:
-            self._log_lost(left)
+            self._log_lost(left, "not stored before exit")
 
 
 _RECORDERS: weakref.WeakKeyDictionary[Engine, AuditRecorder] = weakref.WeakKeyDictionary()
