@@ -6,8 +6,8 @@
   DICOM, is refused in the TLS handshake, and each refusal is a Security Alert (110113 / 110126);
 - a member's certificate with another establishment's AE title gets A-ASSOCIATE-RJ (1, 1, 3) and a
   Security Alert (110113 / 110132);
-- every store (per study), query, move, get, RAD-69, WADO-URI and WADO-RS access is in the audit
-  trail that `xds-hub audit --patient` lists.
+- every store (per study), query (C-FIND, QIDO-RS), move, get, RAD-69, WADO-URI and WADO-RS access
+  is in the audit trail that `xds-hub audit --patient` lists.
 """
 
 from __future__ import annotations
@@ -362,14 +362,22 @@ def test_every_imaging_access_is_in_the_patients_audit_trail(secure: Secure) -> 
         **tls,  # type: ignore[arg-type]
     )
     assert rs.status_code == 200
+    qido = requests.get(
+        secure.hub.url("/dicomweb/studies"),
+        params={"PatientID": study.patient_id},
+        timeout=30,
+        **tls,  # type: ignore[arg-type]
+    )
+    assert qido.status_code == 200 and len(qido.json()) == 1
 
     # store (1 per study, not per instance), find, move (begin + transferred), get (begin +
-    # transferred), RAD-69, WADO-URI, WADO-RS
-    rows = audit_rows(secure, study.patient_id, 9)
+    # transferred), RAD-69, WADO-URI, WADO-RS, QIDO-RS
+    rows = audit_rows(secure, study.patient_id, 10)
     kinds = sorted((str(r["event"]), str(r["action"]), str(r["transaction"])) for r in rows)
     assert kinds == sorted(
         [
             ("DICOM Instances Transferred", "create", "None"),
+            ("Query", "execute", "None"),
             ("Query", "execute", "None"),
             ("Begin Transferring DICOM Instances", "execute", "None"),
             ("DICOM Instances Transferred", "read", "None"),

@@ -159,21 +159,24 @@ def queried(
     patient: tuple[str, str | None] | None,
     outcome: Outcome,
     description: str | None,
+    hub: events.Node | None = None,
+    establishment: str | None = None,
 ) -> None:
-    """C-FIND: Query (110112, E); ``patient`` (PatientID, IssuerOfPatientID) when the query names one."""
-    establishment = settings.domain.establishment_for_ae(requestor.user_id)
+    """C-FIND / QIDO-RS: Query (110112, E); ``patient`` (PatientID, IssuerOfPatientID) when the query
+    names one, in the domain of ``establishment`` (default: the one of the calling AE title)."""
+    if establishment is None:
+        est = settings.domain.establishment_for_ae(requestor.user_id)
+        establishment = est.name if est else ""
 
     def build() -> list[AuditMessage]:
         pid = None
         if patient is not None:
-            pid = patient_cx(
-                settings.domain, patient[0], patient[1], establishment.name if establishment else ""
-            )
+            pid = patient_cx(settings.domain, patient[0], patient[1], establishment)
         return [
             events.dicom_query(
                 events.audit_source(settings),
                 requestor,
-                events.hub_dicom(settings),
+                hub or events.hub_dicom(settings),
                 sop_class_uid,
                 identifier,
                 transfer_syntax,

@@ -7,8 +7,8 @@ found, 406 a media type or transfer syntax the hub cannot produce).  DICOM bodie
 blob store; memory stays flat whatever the size of the study.
 
 Every WADO-URI (RAD-55) and WADO-RS (RAD-107) access to instances is audited (ITI-20, DICOM
-Instances Transferred, :mod:`.audit`): the requestor is the HTTP client, named by its TLS
-certificate's establishment when mutual TLS is on.
+Instances Transferred, :mod:`.audit`), and every QIDO-RS search (Query, with its query string): the
+requestor is the HTTP client, named by its TLS certificate's establishment when mutual TLS is on.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 log = get_logger("xds_hub.imaging.web")
 
+#: The SOP class a QIDO-RS search is audited under (Study Root Query/Retrieve - FIND, PS3.15 A.5.3.12).
+QIDO_SOP_CLASS = "1.2.840.10008.5.1.4.1.2.2.1"
 #: QIDO-RS results per request unless ``limit`` says otherwise.
 QIDO_DEFAULT_LIMIT = 1000
 _BULK_THRESHOLD = 4096
@@ -84,6 +86,27 @@ class ImagingWeb:
         if not_sent:
             outcome, why = Outcome.MINOR_FAILURE, f"{not_sent} instance(s) not provided in the asked syntax"
         audit.exported(self.settings, self.stores, requestor, hub, transaction, found, outcome, why)
+
+    def _audit_query(self, match: dict[str, str]) -> None:
+        """Queue the Query message of a QIDO-RS search (PS3.15 A.5.3.12: the query string)."""
+        identity = identity_from_environ(request.environ, self.settings.domain)
+        requestor = events.peer(None, request.remote_addr, identity)
+        pid = match.get("PatientID", "").strip()
+        patient = (pid, match.get("IssuerOfPatientID") or None) if pid and not set(pid) & set("*?") else None
+        est = identity.establishment.name if identity is not None and identity.establishment else ""
+        audit.queried(
+            self.settings,
+            self.stores,
+            requestor,
+            QIDO_SOP_CLASS,
+            request.query_string or b"",
+            "",
+            patient,
+            Outcome.SUCCESS,
+            None,
+            events.hub_http(self.settings, request.path),
+            est,
+        )
 
     # --------------------------------------------------------------------------------- lookup
 
@@ -281,6 +304,7 @@ class ImagingWeb:
                 rows = list(search(conn, Query(level, match, limit=limit, offset=offset)))
         except ParseError as exc:
             raise WebError(400, str(exc)) from None
+        self._audit_query(match)
         base = _base_url()
         body = [qido_object(level, row, base, [*extra, *match]) for row in rows]
         return Response(json.dumps(body), content_type="application/dicom+json")
