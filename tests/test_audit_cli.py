@@ -124,3 +124,41 @@ def test_audit_cli_unknown_patient(db: str, tmp_path: Path) -> None:
     out = _cli(db, tmp_path, "--patient", "NOBODY^^^&1.2.3&ISO").stdout
     assert out.strip() == "no audit record about patient NOBODY^^^&1.2.3&ISO"
     assert json.loads(_cli(db, tmp_path, "--patient", "NOBODY", "--json").stdout) == []
+
+
+def test_audit_cli_follows_the_pix_cross_reference(db: str, tmp_path: Path) -> None:
+    """Images are audited under the establishment's local ID; asking by the affinity-domain ID finds
+    them through the PIX cross-reference (and not another person's)."""
+    from sqlalchemy import insert
+
+    from xds_hub.pix.tables import pix_identity, pix_person
+
+    patient, other = new_patient_id(), new_patient_id()
+    value, authority = patient.split("^")[0], patient.split("&")[1]
+    local = f"L{value}^^^&1.2.3.200&ISO"
+    engine = make_engine(db)
+    try:
+        with engine.begin() as conn:
+            person = conn.execute(
+                insert(pix_person).values(created="2024").returning(pix_person.c.id)
+            ).scalar_one()
+            conn.execute(
+                insert(pix_identity),
+                [
+                    {"authority": authority, "value": value, "person_id": person, "updated": "2024"},
+                    {"authority": "1.2.3.200", "value": f"L{value}", "person_id": person, "updated": "2024"},
+                ],
+            )
+        b = events.peer("HOPB_MR", "10.0.0.2", HOPB)
+        study = events.StudyRef("1.2.840.1.9", {"1.2.840.10008.5.1.4.1.1.4": ("1.2.840.1.9.1",)})
+        for who in (local, other):
+            record(
+                events.instances_transferred(
+                    SOURCE, b, events.hub_dicom(SETTINGS), [study], who, Action.CREATE, requestor=b, when=T0
+                ),
+                engine,
+            )
+    finally:
+        engine.dispose()
+    rows = json.loads(_cli(db, tmp_path, "--patient", patient, "--json").stdout)
+    assert [(r["event"], r["patient_id"]) for r in rows] == [("DICOM Instances Transferred", local)]

@@ -252,14 +252,39 @@ class Access:
         }
 
 
+def _cross_referenced(conn: Connection, patient: str) -> list[str]:
+    """``patient`` and the CX of every identifier of its person in the PIX cross-reference
+    (merged-away identifiers included: their history is the patient's)."""
+    from xds_hub.domain.hl7types import CX, parse_cx
+    from xds_hub.errors import ParseError
+    from xds_hub.pix.tables import pix_identity
+
+    try:
+        cx = parse_cx(patient)
+    except ParseError:
+        return [patient]
+    authority = cx.assigning_authority.universal_id
+    if not authority:
+        return [patient]
+    same = pix_identity.alias("same")
+    rows = conn.execute(
+        select(same.c.authority, same.c.value)
+        .select_from(pix_identity.join(same, same.c.person_id == pix_identity.c.person_id))
+        .where(pix_identity.c.authority == authority, pix_identity.c.value == cx.id_number)
+    )
+    return list(dict.fromkeys([patient, *(CX.of(r.value, r.authority).render() for r in rows)]))
+
+
 def accesses_for_patient(conn: Connection, patient: str) -> list[Access]:
     """Every audited event about ``patient``, oldest first.
 
-    ``patient`` is a CX (``ID^^^&OID&ISO``, matched exactly) or a bare ID (matched under any
-    assigning authority).
+    ``patient`` is a CX (``ID^^^&OID&ISO``, matched exactly, together with every identifier the
+    PIX cross-reference links to the same person: a study is audited under the establishment's
+    local ID, a document under the affinity-domain ID) or a bare ID (matched under any assigning
+    authority).
     """
     where = (
-        audit_patient.c.patient_id == patient
+        audit_patient.c.patient_id.in_(_cross_referenced(conn, patient))
         if "^" in patient
         else audit_patient.c.patient_id.like(
             patient.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "^%", escape="\\"
