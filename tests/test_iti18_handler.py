@@ -56,8 +56,9 @@ def stores(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def call(stores: Stores, body: etree._Element) -> etree._Element:
     response = iti18.handle(SoapRequest(action=SoapAction.ITI18, body=body), stores, SETTINGS)
     assert response.action == SoapAction.ITI18_RESPONSE
-    assert_valid("query.xsd", response.body)
-    return response.body
+    body = response.full_body()
+    assert_valid("query.xsd", body)
+    return body
 
 
 def errors(resp: etree._Element) -> list[str]:

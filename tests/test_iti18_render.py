@@ -1,6 +1,7 @@
 """ITI-18 response rendering shortcuts (xds_hub.ebxml.render templates, xds_hub.registry.read
-interning): they must give exactly what building every element afresh gives, from any thread,
-whatever the cache state (ITI TF-2 3.18.4.1.3; ebRIM 3.0 via ITI TF-3 4.2.3)."""
+interning, xds_hub.ebxml.render_bytes, the envelope's spliced payload): they must give exactly
+what building every element afresh and serialising the tree gives, from any thread, whatever the
+cache state (ITI TF-2 3.18.4.1.3; ebRIM 3.0 via ITI TF-3 4.2.3)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from tests.metadata_samples import good_document, good_folder, good_submission_set
-from xds_hub.domain.metadata import Author, Code, DocumentEntry, RegistryObject, Slot
-from xds_hub.domain.vocabulary import ResponseStatus, Status
-from xds_hub.ebxml import render
+from tests.test_metadata_properties import DOCUMENT
+from xds_hub.domain.metadata import Author, Code, DocumentEntry, ObjectRef, RegistryObject, Slot
+from xds_hub.domain.vocabulary import ResponseStatus, SoapAction, Status
+from xds_hub.ebxml import render, render_bytes
 from xds_hub.ebxml.parse import parse_registry_object_list
 from xds_hub.registry import read
+from xds_hub.soap import envelope
 from xds_hub.storage import codec
 
 HOME = "urn:oid:1.2.3.4"
@@ -112,3 +115,78 @@ def test_iti18_decoded_value_objects_are_shared_and_equal_to_the_codec() -> None
     assert first == second == codec.loads(DocumentEntry, body)
     assert isinstance(first, DocumentEntry) and isinstance(second, DocumentEntry)
     assert first.class_code is second.class_code and first.authors[0] is second.authors[0]
+
+
+# -- xds_hub.ebxml.render_bytes: the same answer written straight to bytes --------------------------
+
+ANY_TEXT = st.text(max_size=12)  # any code point: control characters, surrogates, markers ...
+
+
+def _both_ways(objects: list[RegistryObject | ObjectRef], return_type: render.ReturnType) -> None:
+    """The direct writer gives lxml's bytes, or declines (Unsupported), or fails where lxml fails."""
+    try:
+        expected: bytes | None = etree.tostring(
+            render.render_adhoc_query_response(ResponseStatus.SUCCESS, objects, (), return_type),
+            encoding="UTF-8",
+        )
+    except ValueError:  # lxml refuses the value (not XML)
+        expected = None
+    try:
+        got = render_bytes.adhoc_query_response_xml(objects, return_type)
+    except render_bytes.Unsupported:
+        return
+    except ValueError:
+        assert expected is None
+        return
+    assert got == expected
+
+
+@given(DOCUMENT, DOCUMENT, ANY_TEXT, ANY_TEXT, ANY_TEXT)
+@settings(max_examples=300, deadline=None)
+def test_iti18_direct_bytes_are_lxml_bytes(
+    first: DocumentEntry, second: DocumentEntry, title: str, slot_value: str, code: str
+) -> None:
+    odd = replace(
+        second,
+        entry_uuid=f"urn:uuid:{uuid.uuid4()}",
+        title=title,
+        creation_time=slot_value,
+        event_codes=(Code(code or "c", "1.2", code),),
+    )
+    objects: list[RegistryObject | ObjectRef] = [first, second, odd, ObjectRef("urn:uuid:x&<\"'>", HOME)]
+    for return_type in ("LeafClass", "ObjectRef"):
+        _both_ways(objects, return_type)  # type: ignore[arg-type]
+        _both_ways([first, ObjectRef("r")], return_type)  # type: ignore[arg-type]
+        _both_ways([], return_type)  # type: ignore[arg-type]
+
+
+def test_iti18_direct_bytes_cover_the_documents_and_leave_the_rest() -> None:
+    objects = _objects()
+    documents = [o for o in objects if isinstance(o, DocumentEntry)]
+    for return_type in ("LeafClass", "ObjectRef"):
+        got = render_bytes.adhoc_query_response_xml(documents, return_type)  # type: ignore[arg-type]
+        expected = render.render_adhoc_query_response(ResponseStatus.SUCCESS, documents, (), return_type)  # type: ignore[arg-type]
+        assert got == etree.tostring(expected, encoding="UTF-8")
+    assert render_bytes.adhoc_query_response_xml(objects, "ObjectRef") == etree.tostring(
+        render.render_adhoc_query_response(ResponseStatus.SUCCESS, objects, (), "ObjectRef"), encoding="UTF-8"
+    )
+    with pytest.raises(render_bytes.Unsupported):  # a SubmissionSet in a LeafClass answer
+        render_bytes.adhoc_query_response_xml(objects, "LeafClass")
+    with pytest.raises(render_bytes.Unsupported):  # a marker character
+        render_bytes.adhoc_query_response_xml([replace(documents[0], title="\ue001")])
+
+
+def test_iti18_envelope_with_serialised_payload_is_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(envelope, "new_message_id", lambda: "urn:uuid:00000000-0000-4000-8000-000000000000")
+    reference = etree.Element("{urn:x}key", nsmap={"x": "urn:x"})
+    reference.text = "<soap:Body/>"
+    addressing = envelope.Addressing(
+        action=SoapAction.ITI18, message_id="urn:uuid:1", reference_parameters=(reference,)
+    )
+    for objects in ([], _objects()):
+        payload = render.render_adhoc_query_response(ResponseStatus.SUCCESS, objects)
+        xml = etree.tostring(payload, encoding="UTF-8")
+        for request in (addressing, None):
+            whole = envelope.render_response(payload, SoapAction.ITI18_RESPONSE, request)
+            spliced = envelope.render_response(payload, SoapAction.ITI18_RESPONSE, request, xml)
+            assert spliced == whole

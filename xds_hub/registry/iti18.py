@@ -32,6 +32,7 @@ from xds_hub.domain.metadata import ObjectRef, RegistryObject
 from xds_hub.domain.query import AdhocQuery, ReturnType, StoredQueryRequest, parse_request
 from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
 from xds_hub.ebxml.render import render_adhoc_query_response
+from xds_hub.ebxml.render_bytes import Unsupported, adhoc_query_response_xml
 from xds_hub.errors import ErrorCode, FaultCode, Problem, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.sqlquery import execute
@@ -140,5 +141,18 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         "ITI-18 answered",
         extra={"query": query.params.query_id.name, "objects": len(objects)},
     )
-    body = render_adhoc_query_response(ResponseStatus.SUCCESS, objects, (), _wire_type(query.return_type))
-    return SoapResponse(action=SoapAction.ITI18_RESPONSE, body=body)
+    return _success(objects, _wire_type(query.return_type))
+
+
+def _success(
+    objects: list[RegistryObject | ObjectRef], return_type: Literal["LeafClass", "ObjectRef"]
+) -> SoapResponse:
+    """The Success answer, written straight to bytes where :mod:`xds_hub.ebxml.render_bytes` can
+    (the same bytes as serialising the tree; the tree then carries no objects), else as a tree."""
+    try:
+        xml = adhoc_query_response_xml(objects, return_type)
+    except Unsupported:
+        body = render_adhoc_query_response(ResponseStatus.SUCCESS, objects, (), return_type)
+        return SoapResponse(action=SoapAction.ITI18_RESPONSE, body=body)
+    body = render_adhoc_query_response(ResponseStatus.SUCCESS, (), (), return_type)
+    return SoapResponse(action=SoapAction.ITI18_RESPONSE, body=body, body_xml=xml)

@@ -304,16 +304,31 @@ def _serialize(envelope: etree._Element) -> bytes:
     return etree.tostring(envelope, encoding="UTF-8", xml_declaration=True)
 
 
-def render_response(payload: etree._Element, action: str, request: Addressing | None) -> bytes:
+_EMPTY_BODY = b"<soap:Body/>"
+
+
+def render_response(
+    payload: etree._Element, action: str, request: Addressing | None, payload_xml: bytes | None = None
+) -> bytes:
     """The reply envelope: wsa:Action ``action``, a fresh wsa:MessageID, wsa:RelatesTo the request's
-    MessageID, wsa:To anonymous, the ReplyTo reference parameters, and ``payload`` in soap:Body."""
+    MessageID, wsa:To anonymous, the ReplyTo reference parameters, and ``payload`` in soap:Body.
+
+    With ``payload_xml`` (``payload`` already serialised), those bytes go in soap:Body as they
+    are: the envelope is serialised empty and the payload spliced in, not parsed or copied
+    into a tree (the same bytes as serialising the whole tree)."""
     envelope, body = _envelope(
         action,
         request.message_id if request else None,
         request.reference_parameters if request else (),
     )
-    body.append(payload)
-    return _serialize(envelope)
+    if payload_xml is None:
+        body.append(payload)
+        return _serialize(envelope)
+    head, empty, tail = _serialize(envelope).rpartition(_EMPTY_BODY)
+    if not empty:  # (not expected: lxml writes an empty element as <x/>)
+        body.append(etree.fromstring(payload_xml))
+        return _serialize(envelope)
+    return b"".join((head, b"<soap:Body>", payload_xml, b"</soap:Body>", tail))
 
 
 def _code(parent: etree._Element, tag: str, value: str, subcodes: Sequence[str]) -> None:

@@ -246,7 +246,7 @@ class SoapEndpoints:
         return message.attachments
 
     def _reply(self, reply: SoapResponse, exchange: _Exchange) -> Response:
-        xml = render_response(reply.body, reply.action, exchange.addressing)
+        xml = render_response(reply.body, reply.action, exchange.addressing, reply.body_xml)
         if exchange.mtom or reply.mtom or reply.attachments:
             body = mtom_body(xml, reply.attachments, self.stores.blobs)
             return Response(

@@ -86,6 +86,14 @@ class SoapResponse:
     attachments: Sequence[OutAttachment] = ()
     #: Force an MTOM response even for a plain-SOAP request (ITI-43 / RAD-69 responses are MTOM).
     mtom: bool = False
+    #: The body element already serialised (UTF-8, no XML declaration), when the handler wrote it
+    #: itself (ITI-18 answers): the edge sends these bytes, and ``body`` is then the same
+    #: element with its status and errors but not its objects (what the audit trail reads).
+    body_xml: bytes | None = None
+
+    def full_body(self) -> etree._Element:
+        """The whole body element (parsed from :attr:`body_xml` when the handler wrote bytes)."""
+        return self.body if self.body_xml is None else etree.fromstring(self.body_xml)
 
 
 Handler = Callable[[SoapRequest, "Stores", "Settings"], SoapResponse]
