@@ -33,6 +33,7 @@ buffering is the remedy if that matters).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import socket
@@ -142,6 +143,13 @@ class HubWorker(ThreadWorker):  # type: ignore[misc]
         self._watch_lock = threading.Lock()
         threading.Thread(target=self._watchdog, name="xds-hub-slow-clients", daemon=True).start()
         return super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        # The app, its imports and caches stay for the worker's life: the cyclic garbage collector
+        # need not scan them again (a full collection over them took 50-70 ms, a latency spike of
+        # whichever request triggered it; with them frozen it scans what requests left alive).
+        gc.freeze()
 
     # -- the request head, read without holding a thread ------------------------------------------
 
