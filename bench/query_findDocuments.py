@@ -25,9 +25,11 @@ With ``--http`` the ``patient`` shape is also sent as SOAP 1.2 over HTTP to a re
 serve`` on the same database (one keep-alive client), and the server CPU seconds per 1,000
 queries are read from /proc.  In the same run, alternating with the hub's runs, the same client
 sends the same requests to a do-nothing endpoint: gunicorn with the hub's worker class and
-worker/thread counts, answering every request with one fixed AdhocQueryResponse of a typical
-size (10 DocumentEntries, captured from the hub).  Its latency is the floor that the machine,
-gunicorn and the client set; on a shared machine quote the hub against it.
+worker/thread counts, answering every request with one fixed AdhocQueryResponse captured from
+the hub: one endpoint with a typical answer (10 DocumentEntries), one with an answer as large as
+the p99 patient's (64, ~420 KB: the hub's p99 queries return about that much).  Their latencies
+are the floor that the machine, gunicorn and the client (reading the answer) set; on a shared
+machine quote the hub against them.
 
 Reported: median, p90, p99 and max latency (ms) and rows per query, the median over ``--runs``
 runs of ``--queries`` queries each (after 200 warm-up queries).
@@ -550,6 +552,10 @@ class NullEndpoint:
         self.process = None
 
 
+#: Sizes of the do-nothing endpoint's fixed answers: a typical patient's, the p99 patient's.
+FLOOR_DOCS = (10, 64)
+
+
 def typical_answer(hub: Hub, pids: list[str], docs: int = 10) -> bytes:
     """A real FindDocuments answer of the hub with ``docs`` DocumentEntries (or the closest found)."""
     url = hub.url("/xds/registry")
@@ -612,22 +618,28 @@ def run_backend(backend: str, args: argparse.Namespace, work: Path) -> list[tupl
             folder = work / f"hub-{backend}"
             folder.mkdir(exist_ok=True)
             hub = Hub(folder=folder, db_url=url).start()
-            null: NullEndpoint | None = None
+            nulls: list[NullEndpoint] = []
             try:
-                null = NullEndpoint(work / "null", typical_answer(hub, pids), hub.settings).start()
-                warm_up(hub, pids, 400)
-                warm_up(null, pids, 400)
-                runs, floor = [], []
-                for r in range(args.runs):  # alternating, so both see the same machine load
+                for docs in FLOOR_DOCS:  # a typical answer, and one as large as the p99 patient's
+                    answer = typical_answer(hub, pids, docs)
+                    nulls.append(NullEndpoint(work / f"null{docs}", answer, hub.settings).start())
+                for endpoint in (hub, *nulls):
+                    warm_up(endpoint, pids, 400)
+                runs: list[Stats] = []
+                floors: list[list[Stats]] = [[] for _ in nulls]
+                for r in range(args.runs):  # alternating, so all see the same machine load
                     runs.append(measure_http(hub, pids, args.queries, seed=r + 1))
-                    floor.append(measure_http(null, pids, args.queries, seed=r + 1))
+                    for null, floor in zip(nulls, floors, strict=True):
+                        floor.append(measure_http(null, pids, args.queries, seed=r + 1))
                 results.append((f"{backend} · HTTP · patient", summarize(runs)))
-                results.append(
-                    (f"{backend} · HTTP · do-nothing endpoint (fixed 10-document answer)", summarize(floor))
-                )
-                print(results[-2], results[-1], flush=True)
+                print(results[-1], flush=True)
+                for null, floor in zip(nulls, floors, strict=True):
+                    docs = null.answer.count(b"ExtrinsicObject ")
+                    name = f"{backend} · HTTP · do-nothing endpoint (fixed {docs}-document answer)"
+                    results.append((name, summarize(floor)))
+                    print(results[-1], flush=True)
             finally:
-                if null is not None:
+                for null in nulls:
                     null.stop()
                 hub.stop()
     finally:
