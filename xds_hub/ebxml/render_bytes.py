@@ -289,6 +289,8 @@ def adhoc_query_response_xml(
     """``etree.tostring(render_adhoc_query_response(SUCCESS, objects, (), return_type),
     encoding="UTF-8")``, written directly.  Raises :class:`Unsupported` for answers it leaves to
     :mod:`.render` (objects other than DocumentEntries in a LeafClass answer, unusual values)."""
+    if return_type == "LeafClass" and not all(isinstance(o, DocumentEntry | ObjectRef) for o in objects):
+        raise Unsupported  # (before writing anything)
     head, tail = _success_frame(return_type)
     if not objects:
         return f"{head}{_EMPTY_LIST}{tail}".encode()
@@ -299,10 +301,9 @@ def adhoc_query_response_xml(
             _object_ref(ref_id, obj.home_community_id, out)
         elif isinstance(obj, DocumentEntry):
             _document_entry(obj, out)
-        elif isinstance(obj, ObjectRef):
-            _object_ref(obj.id, obj.home_community_id, out)
         else:
-            raise Unsupported
+            assert isinstance(obj, ObjectRef)
+            _object_ref(obj.id, obj.home_community_id, out)
     out.append("</rim:RegistryObjectList>")
     out.append(tail)
     return "".join(out).encode()
