@@ -21,6 +21,9 @@ def register(sub: Any) -> None:
     )
     run.add_argument("--pix-mllp", metavar="HOST:PORT", help="the target's HL7 v2 MLLP listener (ITI-8/9)")
     run.add_argument("--dicom", metavar="HOST:PORT", help="the target's DICOM listener")
+    run.add_argument("--tls-cert", metavar="FILE", help="PEM certificate shown to a mutual-TLS target")
+    run.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    run.add_argument("--tls-ca", metavar="FILE", help="PEM CA bundle that issued the target's certificate")
     run.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
     run.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report")
     run.add_argument("--jobs", type=int, default=4, help="scenarios run at once (default 4)")
@@ -72,9 +75,12 @@ def run_command(args: argparse.Namespace) -> int:
     from xds_hub.conformance.engine import ERROR, FAILED, Runner, ScenarioResult
     from xds_hub.conformance.report import console_summary, write_html, write_junit
     from xds_hub.conformance.scenario import ScenarioError, select
-    from xds_hub.conformance.target import load_target
+    from xds_hub.conformance.target import ClientTls, load_target
 
-    target = load_target(args.target, args.config, args.pix_mllp, args.dicom)
+    tls = None
+    if args.tls_cert or args.tls_ca or args.target.startswith("https:"):
+        tls = ClientTls(args.tls_cert, args.tls_key, args.tls_ca)
+    target = load_target(args.target, args.config, args.pix_mllp, args.dicom, tls)
     try:
         scenarios = select(args.scenarios)
     except ScenarioError as exc:

@@ -202,6 +202,9 @@ class AssociationRefused(RuntimeError):
 def _associate(call: Call, ae: Any, **kwargs: Any) -> Any:
     t = call.ctx.target
     assert t.dicom is not None
+    tls = t.ssl_context()
+    if tls is not None:
+        kwargs["tls_args"] = (tls, t.dicom.host)
     assoc = ae.associate(t.dicom.host, t.dicom.port, ae_title=t.called_ae, **kwargs)
     if not assoc.is_established:
         raise AssociationRefused(f"association with {t.called_ae}@{t.dicom} rejected or aborted")

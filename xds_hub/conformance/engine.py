@@ -127,6 +127,7 @@ def feed_patient(ctx: Context, name: str) -> tuple[bool, Exchange]:
             _adt_a01(ctx, patient.cx, control),
             f"ITI-8 feed {name}",
             t.timeout,
+            t.ssl_context(),
         )
         fields = answer.split("\r")
         msa = next((s.split("|") for s in fields if s.startswith("MSA")), [])
@@ -136,7 +137,7 @@ def feed_patient(ctx: Context, name: str) -> tuple[bool, Exchange]:
         return ok, exchange
     if mode == "iti44":
         result = soap_call(
-            requests.Session(),
+            t.session(),
             t.url(t.pix_path),
             SoapAction.ITI44_ADD,
             _prpa_in201301(ctx, patient.id),
@@ -195,7 +196,7 @@ class Runner:
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = self.target.session()
             self._local.session = session
         return session
 

@@ -20,11 +20,14 @@ with; ``[hub]`` is ignored), optionally with a ``[conformance]`` table for the t
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from xds_hub.config import DEMO_DOMAIN, AffinityDomain, parse_domain
 from xds_hub.errors import ConfigError
@@ -48,6 +51,34 @@ class HostPort:
         return f"{self.host}:{self.port}"
 
 
+class _PinnedCaSession(requests.Session):
+    """A session whose ``verify`` (the target's CA) wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE:
+    plain requests lets those variables replace a session-level CA (psf/requests#3829)."""
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+        settings = super().merge_environment_settings(*args, **kwargs)
+        verify = args[3] if len(args) > 3 else kwargs.get("verify")
+        if verify is None and isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """The runner's TLS client identity for a secure target (ITI-19): its certificate and key, and
+    the CA it trusts for the target (the system store if None)."""
+
+    cert: str | None = None
+    key: str | None = None
+    ca: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """A client context (MLLP, DICOM); host names are not checked: nodes are known by certificate."""
+        from xds_hub.security.tls import client_context
+
+        return client_context(self.cert, self.key, self.ca)
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Everything the runner knows about the endpoint under test."""
@@ -68,9 +99,24 @@ class Target:
     mtom: bool = True
     capabilities: frozenset[str] = field(default_factory=frozenset)
     timeout: float = 60.0
+    tls: ClientTls | None = None
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path
+
+    def session(self) -> requests.Session:
+        """An HTTP session for the target, presenting the runner's certificate when it has one."""
+        session = _PinnedCaSession()
+        if self.tls is not None:
+            if self.tls.cert:
+                session.cert = (self.tls.cert, self.tls.key or self.tls.cert)
+            if self.tls.ca:
+                session.verify = self.tls.ca
+        return session
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS client context for MLLP and DICOM, or None for plain connections."""
+        return None if self.tls is None else self.tls.context()
 
     @property
     def feed_mode(self) -> str:
@@ -119,6 +165,7 @@ def load_target(
     config: Path | None = None,
     pix_mllp: str | None = None,
     dicom: str | None = None,
+    tls: ClientTls | None = None,
 ) -> Target:
     """The target at ``base_url`` described by ``config`` (default: the built-in demo domain)."""
     doc: dict[str, Any] = {}
@@ -160,4 +207,5 @@ def load_target(
         mtom=bool(conf.get("mtom", True)),
         capabilities=frozenset(caps),
         timeout=float(conf.get("timeout", 60.0)),
+        tls=tls,
     )

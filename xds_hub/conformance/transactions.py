@@ -291,7 +291,12 @@ def _mllp(call: Call) -> StepRun:
     text = v2_text(call).strip()
     control_id = chk.V2.parse(text).field("MSH-10")
     answer, exchange = mllp_call(
-        t.pix_mllp.host, t.pix_mllp.port, text, f"{call.step.transaction} {call.step.name}", t.timeout
+        t.pix_mllp.host,
+        t.pix_mllp.port,
+        text,
+        f"{call.step.transaction} {call.step.name}",
+        t.timeout,
+        t.ssl_context(),
     )
     run = StepRun(exchanges=[exchange])
     run.checks = chk.v2_checks(answer, control_id, call.expect)

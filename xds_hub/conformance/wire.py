@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -364,14 +365,23 @@ def http_get(
 _SB, _EB, _CR = b"\x0b", b"\x1c", b"\x0d"
 
 
-def mllp_call(host: str, port: int, message: str, title: str, timeout: float = 30.0) -> tuple[str, Exchange]:
-    """Send one HL7 v2 message framed by MLLP and return the answer's text ('' on failure)."""
+def mllp_call(
+    host: str,
+    port: int,
+    message: str,
+    title: str,
+    timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[str, Exchange]:
+    """Send one HL7 v2 message framed by MLLP (over TLS with ``tls``) and return the answer's text
+    ('' on failure)."""
     text = message.replace("\r\n", "\r").replace("\n", "\r").rstrip("\r") + "\r"
     exchange = Exchange("mllp", title, text.replace("\r", "\n"))
     started = time.monotonic()
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
             sock.sendall(_SB + text.encode("utf-8") + _EB + _CR)
             buf = b""
             while _EB + _CR not in buf:

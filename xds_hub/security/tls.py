@@ -182,6 +182,24 @@ def server_ssl_context(settings: Settings, on_refused: RefusalHook | None = None
     return ctx
 
 
+def client_context(
+    cert: str | None, key: str | None, ca: str | None, *, check_hostname: bool = False
+) -> ssl.SSLContext:
+    """A hardened TLS client context presenting ``cert``/``key`` (if given) and trusting ``ca``
+    (the system store if None)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _harden(ctx)
+    if cert:
+        _load_chain(ctx, cert, key or cert)
+    if ca:
+        _load_ca(ctx, ca)
+    else:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    ctx.check_hostname = check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 def client_ssl_context(settings: Settings, *, check_hostname: bool = False) -> ssl.SSLContext | None:
     """The hub's context as a TLS client (ARR, C-MOVE destinations, MLLP peers), or None if TLS is off.
 
@@ -191,16 +209,7 @@ def client_ssl_context(settings: Settings, *, check_hostname: bool = False) -> s
     """
     if not tls_enabled(settings):
         return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    _harden(ctx)
-    _load_chain(ctx, settings.tls_cert, settings.tls_key)
-    if settings.tls_ca:
-        _load_ca(ctx, settings.tls_ca)
-    else:
-        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    ctx.check_hostname = check_hostname
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+    return client_context(settings.tls_cert, settings.tls_key, settings.tls_ca, check_hostname=check_hostname)
 
 
 def wrap_server_socket(sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
