@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import requests
 from lxml import etree
@@ -158,9 +160,12 @@ def v3_text(el: etree._Element, path: str) -> list[str]:
 class FakeConsumer:
     """An MLLP server that records what it receives and answers each message with ``ack``."""
 
-    def __init__(self, port: int, ack: str = "AA") -> None:
+    def __init__(self, port: int, ack: str = "AA", tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: a server context: the consumer speaks MLLP over TLS and records peer certificates."""
         self.port = port
         self.ack = ack
+        self.tls = tls
+        self.peers: list[dict[str, Any]] = []
         self.received: list[V2Message] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -180,6 +185,14 @@ class FakeConsumer:
                 continue
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    conn.settimeout(5)
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:
+                    conn.close()
+                    continue
+                self.peers.append(conn.getpeercert() or {})
             with conn:
                 conn.settimeout(5)
                 reader = FrameReader()
@@ -213,8 +226,8 @@ class FakeConsumer:
 
 
 @contextmanager
-def consumer(port: int, ack: str = "AA") -> Iterator[FakeConsumer]:
-    c = FakeConsumer(port, ack)
+def consumer(port: int, ack: str = "AA", tls: ssl.SSLContext | None = None) -> Iterator[FakeConsumer]:
+    c = FakeConsumer(port, ack, tls)
     try:
         yield c
     finally:

@@ -78,6 +78,8 @@ class PixSubscriber:
     #: MSH-5 / MSH-6 of the notifications (receiving application / facility).
     application: str = ""
     facility: str = ""
+    #: Deliver over TLS, presenting the hub's certificate (``tls_cert``) and trusting ``tls_ca``.
+    tls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,12 @@ def _str_tuple(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false")
+    return value
+
+
 def _require_str(table: Mapping[str, Any], key: str, where: str) -> str:
     value = table.get(key)
     if not isinstance(value, str) or not value:
@@ -299,6 +307,7 @@ def _parse_subscriber(raw: Mapping[str, Any], index: int) -> PixSubscriber:
         domains=_str_tuple(raw.get("domains", []), f"{where}.domains"),
         application=str(raw.get("application", "")),
         facility=str(raw.get("facility", "")),
+        tls=_bool(raw.get("tls", False), f"{where}.tls"),
     )
 
 
@@ -443,6 +452,7 @@ def render_toml(settings: Settings) -> str:
                     "domains": list(s.domains),
                     "application": s.application,
                     "facility": s.facility,
+                    "tls": s.tls,
                 }
                 for s in d.pix.subscribers
             ],

@@ -14,6 +14,7 @@ Repository; a row is never deleted here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -297,7 +298,14 @@ def accesses_for_patient(conn: Connection, patient: str) -> list[Access]:
         .order_by(audit_record.c.event_ns, audit_record.c.id)
     )
     out: list[Access] = []
+    seen: dict[int, int] = {}  # record id -> index in out: one line per record
     for r in rows:
+        if r.id in seen:
+            if r.pid == patient:  # a record indexed under several IDs shows the one asked for
+                i = seen[r.id]
+                out[i] = dataclasses.replace(out[i], patient_id=r.pid)
+            continue
+        seen[r.id] = len(out)
         when = dt.datetime.fromtimestamp(r.event_ns / 1e9, dt.UTC)
         out.append(
             Access(

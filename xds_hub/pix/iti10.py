@@ -12,6 +12,7 @@ timeout retries it with exponential back-off (1 s doubling to 5 min), never bloc
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -75,9 +76,12 @@ def enqueue(conn: Connection, domain: AffinityDomain, members: list[Identifier],
     return len(rows)
 
 
-def deliver(subscriber: PixSubscriber, text: str, timeout: float = SEND_TIMEOUT) -> str:
-    """Send one notification; returns the consumer's MSA-1 (OSError / ParseError on failure)."""
-    with mllp.MllpClient(subscriber.host, subscriber.port, timeout=timeout) as client:
+def deliver(
+    subscriber: PixSubscriber, text: str, timeout: float = SEND_TIMEOUT, context: ssl.SSLContext | None = None
+) -> str:
+    """Send one notification (over TLS with ``context``); returns the consumer's MSA-1 (OSError /
+    ParseError on failure)."""
+    with mllp.MllpClient(subscriber.host, subscriber.port, timeout=timeout, context=context) as client:
         reply = client.request(text)
     parsed = hl7v2.parse(reply)
     msa = parsed.first("MSA")
@@ -98,8 +102,12 @@ class _Pending:
 class Notifier:
     """Delivers the ITI-10 outbox in a background thread; :meth:`wake` after a commit."""
 
-    def __init__(self, engine: Engine, domain: AffinityDomain, poll: float = 1.0) -> None:
+    def __init__(
+        self, engine: Engine, domain: AffinityDomain, poll: float = 1.0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """``tls``: the hub's client context, used for the subscribers configured with ``tls = true``."""
         self.engine = engine
+        self.tls = tls
         self.subscribers = {s.name: s for s in domain.pix.subscribers}
         self.poll = poll
         self._wake = threading.Event()
@@ -171,7 +179,7 @@ class Notifier:
         attempts = head.attempts + 1
         values: dict[str, object]
         try:
-            code = deliver(sub, head.message)
+            code = deliver(sub, head.message, context=self.tls if sub.tls else None)
         except (OSError, ParseError) as exc:
             delay = min(MAX_BACKOFF, 2.0 ** (attempts - 1))
             values = {

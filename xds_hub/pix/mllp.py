@@ -175,12 +175,12 @@ class MllpActor:
         from xds_hub.pix.iti10 import Notifier
         from xds_hub.pix.service import Auditing
         from xds_hub.pix.xref import CrossReference
-        from xds_hub.security.tls import server_ssl_context
+        from xds_hub.security.tls import client_ssl_context, server_ssl_context
 
         self.settings = settings
         self.engine = stores.engine
         self.xref = CrossReference(settings.domain)
-        self.notifier = Notifier(stores.engine, settings.domain)
+        self.notifier = Notifier(stores.engine, settings.domain, tls=client_ssl_context(settings))
         self.auditing = Auditing(PixAuditor(settings), AuditQueue(stores.engine))
         self.ssl = server_ssl_context(settings, on_refused=refusal_recorder(settings, "mllp", stores.engine))
         self._listener: socket.socket | None = None

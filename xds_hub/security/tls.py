@@ -165,6 +165,11 @@ def check_tls_settings(settings: Settings) -> None:
         raise ConfigError("tls_ca (mutual TLS) needs tls_cert and tls_key too")
     for pattern in _all_patterns(settings.domain):
         _check_pattern(pattern)
+    for sub in settings.domain.pix.subscribers:
+        if sub.tls and not settings.tls_cert:
+            raise ConfigError(
+                f"pix.subscriber {sub.name!r} has tls = true: the hub needs tls_cert and tls_key"
+            )
     if settings.tls_cert:
         server_context(settings.tls_cert, settings.tls_key, settings.tls_ca)
 
