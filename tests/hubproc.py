@@ -145,7 +145,22 @@ class Hub:
             raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
-    def start(self, timeout: float = 60) -> Hub:
+    def start(self, timeout: float = 60, attempts: int = 3) -> Hub:
+        """Start the hub and wait for /healthz.  A listener port that another process took between
+        :func:`free_port` and the hub's bind (other hubs, clients' ephemeral ports) is not the
+        hub's fault: the listener ports are drawn again, up to ``attempts`` times."""
+        for attempt in range(attempts):
+            before = len(self.log_text())
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                if attempt + 1 == attempts or "Address already in use" not in self.log_text()[before:]:
+                    raise
+                self.stop()
+                self.http_port, self.dicom_port, self.mllp_port = free_port(), free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> Hub:
         self.folder.mkdir(parents=True, exist_ok=True)
         text = self.config_text
         for key, port in self.node_ports.items():
