@@ -96,7 +96,9 @@ def run_http(settings: Settings) -> None:
                 "threads": settings.http_threads,
                 "worker_class": "xds_hub.httpworker.HubWorker",
                 "timeout": 120,
-                "graceful_timeout": 60,
+                # gunicorn's default: in-flight requests get 30 s to finish on SIGTERM; a worker
+                # still holding a connection after that is killed (the test harness waits 60 s).
+                "graceful_timeout": 30,
                 "keepalive": 30,
                 "accesslog": None,
                 "errorlog": "-",
