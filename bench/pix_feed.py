@@ -79,6 +79,26 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+def postgres_pids() -> list[int]:
+    """Every process of the local PostgreSQL server (its user's processes): backends, WAL writer,
+    checkpointer.  Its CPU is part of the cost of a feed on PostgreSQL (same 2 cores)."""
+    import pwd
+
+    try:
+        uid = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        return []
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     total = 0
     for pid in pids:
@@ -88,6 +108,24 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
+
+
+def cpu_snapshot(pids: Sequence[int]) -> dict[int, float]:
+    out = {}
+    for pid in pids:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def pg_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the PostgreSQL server's processes used since ``before`` (a new backend counts
+    from zero; one that exited meanwhile is lost)."""
+    after = cpu_snapshot(postgres_pids())
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,12 +314,19 @@ class Run:
     p50_ms: float
     p99_ms: float
     failures: int
+    #: The slowest 0.1 % and the slowest query (ms): where the tail is.
+    p999_ms: float = 0.0
+    max_ms: float = 0.0
+    #: PostgreSQL server CPU seconds per 1,000 pipelined feeds / queries (0 on SQLite).
+    pg_pipelined_cpu_per_1000: float = 0.0
+    pg_query_cpu_per_1000: float = 0.0
     #: 1-minute load average of the machine at the end of the run.
     load: float = 0.0
 
 
 def one_run(hub: Hub, null_port: int, args: argparse.Namespace, run: int) -> Run:
     assert hub.process is not None
+    postgres = not hub.db_url.startswith("sqlite")
     tree = process_tree(hub.process.pid)
     tag = uuid.uuid4().hex[:6]
     sync_msgs = [a01(f"S{tag}{i}", f"BS{tag}{i:08d}", f"NS{tag}{i:08d}") for i in range(args.feeds // 4)]
@@ -290,16 +335,20 @@ def one_run(hub: Hub, null_port: int, args: argparse.Namespace, run: int) -> Run
     cpu0 = cpu_seconds(tree)
     sync_s, bad1 = drive(hub.mllp_port, sync_msgs, 1)
     cpu1 = cpu_seconds(tree)
+    pg1 = cpu_snapshot(postgres_pids())
     pipe_s, bad2 = drive(hub.mllp_port, pipe_msgs, args.window)
     cpu2 = cpu_seconds(tree)
+    pg_pipe = pg_cpu_since(pg1)
     null_sync_s, _ = drive(null_port, sync_msgs, 1)
     null_pipe_s, _ = drive(null_port, pipe_msgs, args.window)
     rng = random.Random(run)
     queries = [qbp(f"Q{tag}{i}", f"L{rng.randint(1, args.identities):09d}") for i in range(args.queries)]
     latencies(hub.mllp_port, queries[:200])  # warm-up
     cpu3 = cpu_seconds(tree)
+    pg3 = cpu_snapshot(postgres_pids())
     lat, bad3 = latencies(hub.mllp_port, queries)
     cpu4 = cpu_seconds(tree)
+    pg_query = pg_cpu_since(pg3)
     lat.sort()
     return Run(
         sync_rate=len(sync_msgs) / sync_s,
@@ -311,8 +360,12 @@ def one_run(hub: Hub, null_port: int, args: argparse.Namespace, run: int) -> Run
         query_cpu_per_1000=(cpu4 - cpu3) / len(queries) * 1000,
         p50_ms=lat[len(lat) // 2] * 1000,
         p99_ms=lat[int(len(lat) * 0.99)] * 1000,
+        p999_ms=lat[int(len(lat) * 0.999)] * 1000,
+        max_ms=lat[-1] * 1000,
         failures=bad1 + bad2 + bad3,
         load=os.getloadavg()[0],
+        pg_pipelined_cpu_per_1000=pg_pipe / len(pipe_msgs) * 1000 if postgres else 0.0,
+        pg_query_cpu_per_1000=pg_query / len(queries) * 1000 if postgres else 0.0,
     )
 
 
@@ -406,6 +459,10 @@ def main() -> int:
         return 0
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     rows = []
+
+    def pg(cpu: float) -> str:
+        return f" + PG {cpu:.2f}" if cpu else ""
+
     for backend in backends:
         load_s, runs = run_backend(backend, args)
 
@@ -414,18 +471,20 @@ def main() -> int:
 
         rows.append(
             f"| {backend} | {load_s:.0f} s | {med('sync_rate'):,.0f} ({med('sync_cpu_per_1000'):.2f}) "
-            f"| {med('pipelined_rate'):,.0f} ({med('pipelined_cpu_per_1000'):.2f}) "
+            f"| {med('pipelined_rate'):,.0f} ({med('pipelined_cpu_per_1000'):.2f}"
+            f"{pg(med('pg_pipelined_cpu_per_1000'))}) "
             f"| {med('null_sync_rate'):,.0f} | {med('null_pipelined_rate'):,.0f} "
-            f"| {med('p50_ms'):.2f} | {med('p99_ms'):.2f} ({med('query_cpu_per_1000'):.2f}) "
+            f"| {med('p50_ms'):.2f} | {med('p99_ms'):.2f} ({med('query_cpu_per_1000'):.2f}"
+            f"{pg(med('pg_query_cpu_per_1000'))}) "
             f"| {sum(r.failures for r in runs)} "
             f"| {min(r.load for r in runs):.1f}-{max(r.load for r in runs):.1f} |"
         )
     print()
     print(
         f"| backend | bulk load ({args.identities:,}) | ITI-8 sync msg/s (hub CPU s/1000) "
-        f"| ITI-8 pipelined ({args.window}) msg/s (hub CPU s/1000) "
-        "| do-nothing sync | do-nothing pipelined | ITI-9 p50 ms | ITI-9 p99 ms (hub CPU s/1000) "
-        "| failures | load avg |"
+        f"| ITI-8 pipelined ({args.window}) msg/s (hub [+ PG server] CPU s/1000) "
+        "| do-nothing sync | do-nothing pipelined | ITI-9 p50 ms "
+        "| ITI-9 p99 ms (hub [+ PG server] CPU s/1000) | failures | load avg |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:

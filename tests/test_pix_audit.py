@@ -6,8 +6,6 @@ the feed writes sent with it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -18,8 +16,9 @@ from xds_hub.audit.tables import audit_patient, audit_record
 from xds_hub.config import DEMO_DOMAIN, Settings
 from xds_hub.errors import AckCode, Hl7Error, Hl7ErrorCode
 from xds_hub.pix.audit import COLUMNS, AuditQueue, PixAuditor, insert, row_of
-from xds_hub.storage.db import make_engine, write_transaction
-from xds_hub.storage.migrate import upgrade
+from xds_hub.pix.session import DbSession
+from xds_hub.pix.store import PixSql
+from xds_hub.storage.db import write_transaction
 from xds_hub.storage.stores import Stores
 
 SETTINGS = Settings(domain=DEMO_DOMAIN)
@@ -66,14 +65,6 @@ def test_pix_audit_templated_query_row_is_the_builders_message(auditor: PixAudit
     assert refused.values[COLUMNS.index("outcome_description")] == "AE: 204 unknown"
 
 
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[Stores]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'audit.sqlite'}")
-    upgrade(engine)
-    yield Stores(engine=engine, blobs=None)  # type: ignore[arg-type]
-    engine.dispose()
-
-
 def _count(stores: Stores) -> tuple[int, int]:
     with stores.engine.connect() as conn:
         records = conn.execute(select(func.count()).select_from(audit_record)).scalar_one()
@@ -106,7 +97,42 @@ def test_pix_audit_insert_failure_keeps_the_feed_writes(auditor: PixAuditor, sto
     )
     with write_transaction(stores.engine) as conn:
         conn.execute(text("CREATE TABLE IF NOT EXISTS feed_probe (x INTEGER)"))
-        assert not insert(conn, [good, bad], [("INSERT INTO feed_probe (x) VALUES (?)", [1])])
+        assert not insert(conn, [good, bad], [(f"INSERT INTO feed_probe (x) VALUES ({_p(stores)})", [1])])
     with stores.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM feed_probe")).scalar_one() == 1
     assert _count(stores) == (0, 0)  # the whole audit part undone, the feed write kept
+
+
+def _p(stores: Stores) -> str:
+    return "?" if stores.engine.dialect.name == "sqlite" else "%s"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_pix_audit_insert_with_the_commit(auditor: PixAuditor, stores: Stores, fails: bool) -> None:
+    """The MLLP batch's way (PostgreSQL: BEGIN with the first query, the writes, the audit rows and
+    COMMIT in one script): committed with the feed writes; a failing audit part is undone and the
+    feed writes are still committed, by the session's own commit."""
+    requestor = events.peer("HOPB_ADT|HOPB", "127.0.0.1")
+    hub = auditor.hub_mllp("XDSHUB|REGION")
+    good = auditor.patient_record("ITI-8", requestor, hub, Action.CREATE, IDS, "C1")
+    bad = type(good)(
+        tuple(None if c == "message" else v for c, v in zip(COLUMNS, good.values, strict=True)), ()
+    )
+    with stores.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS feed_probe (x INTEGER)"))
+    db = DbSession(stores.engine)
+    try:
+        with db.write(begin=False) as conn:
+            before = [] if db.sqlite else [(DbSession.BEGIN_WRITE, ())]
+            before.append((f"INSERT INTO feed_probe (x) VALUES ({_p(stores)})", (7,)))
+            assert insert(conn, [good, bad] if fails else [good, good], before, commit=True) is not fails
+        # The session goes on with its next transaction on the same connection.
+        with db.write() as conn:
+            PixSql(conn.dialect.name).script(
+                conn, [(f"INSERT INTO feed_probe (x) VALUES ({_p(stores)})", (8,))]
+            )
+    finally:
+        db.release()
+    with stores.engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM feed_probe ORDER BY x")).scalars().all() == [7, 8]
+    assert _count(stores) == ((0, 0) if fails else (2, 4))

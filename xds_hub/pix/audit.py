@@ -300,8 +300,8 @@ def statements(conn: Connection, rows: Sequence[AuditRow]) -> list[Statement]:
     """The statements inserting ``rows`` inside ``conn``'s write transaction.
 
     SQLite: numbered after ``max(id)`` (the transaction holds the writer lock), one multi-row
-    INSERT per table.  PostgreSQL: each record, then its patients with ``currval`` of the record's
-    sequence, all meant for one script (:meth:`~xds_hub.pix.store.PixSql.script`).
+    INSERT per table.  PostgreSQL: one statement per 200 records (:func:`_pg_statement`), meant
+    for one script (:meth:`~xds_hub.pix.store.PixSql.script`).
     """
     dialect = conn.dialect.name
     sql = _sql(dialect)
@@ -325,36 +325,74 @@ def statements(conn: Connection, rows: Sequence[AuditRow]) -> list[Statement]:
         links = [(i, pid) for i, r in zip(ids, rows, strict=True) for pid in r.patients]
         out += sql._multi(f"INSERT INTO {_PATIENT} (record_id, patient_id)", 2, links)
         return out
-    values = "(" + ", ".join([p] * len(COLUMNS)) + ")"
-    current = f"currval(pg_get_serial_sequence('{_RECORD}', 'id'))"
-    out = []
-    for r in rows:
-        out.append((f"INSERT INTO {_RECORD} ({', '.join(COLUMNS)}) VALUES {values}", list(r.values)))
-        if r.patients:
-            out.append(
-                (
-                    f"INSERT INTO {_PATIENT} (record_id, patient_id) VALUES "
-                    + ", ".join([f"({current}, {p})"] * len(r.patients)),
-                    list(r.patients),
-                )
-            )
-    return out
+    return [_pg_statement(chunk) for chunk in (rows[lo : lo + 200] for lo in range(0, len(rows), 200))]
 
 
-def insert(conn: Connection, rows: Sequence[AuditRow], before: Sequence[Statement] = ()) -> bool:
+_PG_TYPES: list[str] = []
+
+
+def _pg_statement(rows: Sequence[AuditRow]) -> Statement:
+    """PostgreSQL: ``rows`` and their patients in one statement (one parse and plan instead of
+    two per record): the records numbered from the table's sequence in a CTE, then inserted
+    with their patients (the foreign key is checked at the end of the statement, when both are
+    in).  The first row of each VALUES list carries the column types (for NULLs and numbers)."""
+    if not _PG_TYPES:
+        from sqlalchemy.dialects import postgresql
+
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+        # Strings as text: the INSERT's own assignment checks their length, as before.
+        _PG_TYPES.extend(
+            "text"
+            if audit_record.c[c].type.python_type is str
+            else audit_record.c[c].type.compile(dialect=dialect)
+            for c in COLUMNS
+        )
+    columns = ", ".join(COLUMNS)
+    first = "(%s::integer, " + ", ".join(f"%s::{t}" for t in _PG_TYPES) + ")"
+    other = "(" + ", ".join(["%s"] * (len(COLUMNS) + 1)) + ")"
+    links = [(n, pid) for n, r in enumerate(rows) for pid in r.patients]
+    sql = (
+        f"WITH v (n, {columns}) AS (VALUES {', '.join([first] + [other] * (len(rows) - 1))}), "
+        f"ids AS MATERIALIZED (SELECT n, nextval(pg_get_serial_sequence('{_RECORD}', 'id')) AS id FROM v), "
+        f"r AS (INSERT INTO {_RECORD} (id, {columns}) "
+        f"SELECT ids.id, {', '.join(f'v.{c}' for c in COLUMNS)} FROM v JOIN ids USING (n)) "
+    )
+    params: list[Any] = [x for n, r in enumerate(rows) for x in (n, *r.values)]
+    if links:
+        pairs = ", ".join(["(%s::integer, %s::text)"] + ["(%s, %s)"] * (len(links) - 1))
+        sql += (
+            f"INSERT INTO {_PATIENT} (record_id, patient_id) "
+            f"SELECT ids.id, p.patient_id FROM (VALUES {pairs}) AS p (n, patient_id) JOIN ids USING (n)"
+        )
+        params += [x for link in links for x in link]
+    else:
+        sql += "SELECT count(*) FROM r"
+    return sql, params
+
+
+def insert(
+    conn: Connection, rows: Sequence[AuditRow], before: Sequence[Statement] = (), commit: bool = False
+) -> bool:
     """Run the statements ``before`` (a batch's feed writes), then insert ``rows`` inside a
     savepoint, all in one round trip on PostgreSQL.  A failure of the feed writes raises (the
-    transaction fails); a failure of the audit insert only undoes the audit rows: False."""
+    transaction fails); a failure of the audit insert only undoes the audit rows: False.
+
+    ``commit`` (PostgreSQL, the connection in the driver's autocommit mode with a transaction
+    opened by ``BEGIN``): the script ends with COMMIT, saving the commit's own round trip; when it
+    returns True the transaction is committed (the caller's commit then finds nothing to do).  When
+    the audit rows fail, COMMIT is not reached: they are rolled back and the caller commits."""
     sql = _sql(conn.dialect.name)
+    end: list[Statement] = [("COMMIT", ())] if commit and sql.dialect != "sqlite" else []
     if not rows:
-        sql.script(conn, before)
+        sql.script(conn, [*before, *end])
         return True
-    audit = [("SAVEPOINT pix_audit", []), *statements(conn, rows), ("RELEASE SAVEPOINT pix_audit", [])]
+    audit = [("SAVEPOINT pix_audit", ()), *statements(conn, rows), ("RELEASE SAVEPOINT pix_audit", ())]
     try:
-        sql.script(conn, [*before, *audit])
+        sql.script(conn, [*before, *audit, *end])
     except Exception as exc:
         try:
-            # The savepoint exists only if every statement before it succeeded.
+            # The savepoint exists only if every statement before it succeeded (and a failed
+            # COMMIT leaves no transaction: this fails too, and the batch fails as it should).
             PixSql.cursor(conn).execute("ROLLBACK TO SAVEPOINT pix_audit")
             PixSql.cursor(conn).execute("RELEASE SAVEPOINT pix_audit")
         except Exception:

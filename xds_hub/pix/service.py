@@ -238,24 +238,27 @@ def _run(
     auditing: Auditing | None = None,
 ) -> None:
     writes = any(i.tx is not None and i.tx.writes for i in items)
-    with db.write() if writes else db.read() as conn:
-        feeds = [i.request.events[0] for i in items if _deferrable(i)]
-        # A unit saves round trips from two feeds on; on PostgreSQL from one (its reads and
-        # writes go in fewer, larger statements).  SQLite's statements cost no round trip.
-        if len(feeds) < (2 if db.sqlite else 1):
+    feeds = [i.request.events[0] for i in items if _deferrable(i)]
+    # A unit saves round trips from two feeds on; on PostgreSQL from one (its reads and writes go
+    # in fewer, larger statements, the transaction's BEGIN with its first query and the COMMIT
+    # with its writes).  SQLite's statements cost no round trip.
+    unit = len(feeds) >= (2 if db.sqlite else 1)
+    with db.write(begin=not unit) if writes else db.read() as conn:
+        if not unit:
             _run_each(conn, items, xref)
             if writes:
-                _audit_within(conn, items, peer, auditing, xref, [])
+                _audit_within(conn, items, peer, auditing, xref, [], commit=not db.sqlite)
         else:
-            with xref.batch(conn, feeds) as unit:
+            with xref.batch(conn, feeds, "" if db.sqlite else db.BEGIN_WRITE) as batch:
                 for item in items:
                     if _deferrable(item):
                         _execute(item, conn, xref)
                         continue
                     with xref.outside_batch(conn):
                         _run_each(conn, [item], xref)
-                # The unit's writes and the audit rows go together (one round trip on PostgreSQL).
-                _audit_within(conn, items, peer, auditing, xref, unit.take())
+                # The unit's writes, the audit rows and the commit go together (one round trip on
+                # PostgreSQL).
+                _audit_within(conn, items, peer, auditing, xref, batch.take(), commit=not db.sqlite)
 
 
 def _audit_within(
@@ -265,14 +268,16 @@ def _audit_within(
     auditing: Auditing | None,
     xref: CrossReference,
     before: list[tuple[str, Any]],
+    commit: bool = False,
 ) -> None:
     """Send ``before`` and the audit rows of ``items`` in their write transaction (the records
-    commit with the feeds they describe); rows that cannot be stored go to the queue."""
+    commit with the feeds they describe); rows that cannot be stored go to the queue.
+    ``commit``: PostgreSQL, end the transaction in the same round trip (:func:`audit.insert`)."""
     if auditing is None:
-        PixSql(conn.dialect.name).script(conn, before)
+        audit.insert(conn, [], before, commit)
         return
     rows = audit_rows(items, peer, auditing.auditor, xref)
-    if not audit.insert(conn, rows, before):
+    if not audit.insert(conn, rows, before, commit):
         auditing.queue.put(rows)
     for item in items:
         item.audited = True

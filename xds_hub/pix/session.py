@@ -52,9 +52,16 @@ class DbSession:
         if conn is not None:
             conn.close()
 
+    #: What opens a write transaction on PostgreSQL (for :meth:`write` with ``begin=False``).
+    BEGIN_WRITE = _PG_BEGIN_WRITE
+
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A serialised write transaction: commits on success, rolls back on error."""
+    def write(self, begin: bool = True) -> Iterator[Connection]:
+        """A serialised write transaction: commits on success, rolls back on error.
+
+        ``begin=False`` (PostgreSQL only; ignored on SQLite): nothing is sent yet, and the caller
+        must send :attr:`BEGIN_WRITE` before anything else, in its first round trip (an ITI-8
+        batch sends it with its first query: :meth:`xds_hub.pix.xref.CrossReference.batch`)."""
         try:
             if self.sqlite:
                 with writer_gate(self.engine).turn():
@@ -67,8 +74,10 @@ class DbSession:
                 dbapi = conn.connection.dbapi_connection
                 assert dbapi is not None
                 # Simple query protocol (no parameters): both statements in one round trip.  The
-                # driver's commit() / rollback() end the transaction (it is not idle).
-                dbapi.execute(_PG_BEGIN_WRITE)
+                # driver's commit() / rollback() end the transaction (it is not idle); after a
+                # COMMIT sent by the caller they find it idle and send nothing.
+                if begin:
+                    dbapi.execute(_PG_BEGIN_WRITE)
                 yield conn
         except BaseException:
             self.release()

@@ -57,9 +57,25 @@ class FeedUnit:
     # Reads
     # -----------------------------------------------------------------------------------------
 
-    def preload(self, conn: Connection, keys: Iterable[Key]) -> None:
-        """Load ``keys`` (and the members of their persons) in as few queries as possible."""
+    def preload(self, conn: Connection, keys: Iterable[Key], begin: str = "") -> None:
+        """Load ``keys`` (and the members of their persons) in as few queries as possible;
+        ``begin`` (PostgreSQL: the statements opening the write transaction) goes with the first."""
         missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
+        if self.sql.dialect != "sqlite":
+            # One query per chunk for the identifiers and their persons' members.
+            if not missing and begin:
+                self.sql.script(conn, [(begin, ())])
+            for lo in range(0, len(missing), CHUNK):
+                chunk = missing[lo : lo + CHUNK]
+                for key in chunk:
+                    self._rows[key] = None
+                found, members = self.sql.load_members(conn, chunk, begin if lo == 0 else "")
+                for a, v, person, merged in found:
+                    self._rows[(a, v)] = (person, merged)
+                for person, keys_of in members.items():
+                    # What this batch wrote for an already known person is in its own list.
+                    self._members.setdefault(person, keys_of)
+            return
         persons: set[int] = set()
         for lo in range(0, len(missing), CHUNK):
             chunk = missing[lo : lo + CHUNK]

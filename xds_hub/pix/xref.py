@@ -200,10 +200,12 @@ class CrossReference:
         return unit if unit is not None else self._direct(conn)
 
     @contextmanager
-    def batch(self, conn: Connection, events: Sequence[FeedEvent]) -> Iterator[FeedUnit]:
+    def batch(self, conn: Connection, events: Sequence[FeedEvent], begin: str = "") -> Iterator[FeedUnit]:
         """Run the add/update ``events`` that follow in a :class:`~xds_hub.pix.unit.FeedUnit` (their
         identifiers loaded at once, their writes sent together); flushed on leaving, dropped on an
-        exception (the caller's transaction rolls back)."""
+        exception (the caller's transaction rolls back).  ``begin``: the statements opening the
+        write transaction, sent with the first query (PostgreSQL,
+        :meth:`xds_hub.pix.session.DbSession.write` with ``begin=False``)."""
         allocated = (self.domain.assigning_authority, self.pix.id_prefix)
         unit = FeedUnit(self._direct(conn), allocated, len(events))
         keys: list[tuple[str, str]] = []
@@ -214,7 +216,7 @@ class CrossReference:
                 except Hl7Error:
                     continue
                 keys.append((ident.authority, ident.value))
-        unit.preload(conn, keys)
+        unit.preload(conn, keys, begin)
         self._units[conn] = unit
         try:
             yield unit
