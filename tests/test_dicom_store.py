@@ -39,6 +39,39 @@ def actor(region: Settings, stores: Stores) -> Iterator[DicomActor]:
         yield a
 
 
+def _store_audits(stores: Stores, outcome: int, want: int = 1, timeout: float = 10) -> list[tuple[str, str]]:
+    """(patient ids, description) of the C-STORE audit messages (Instances Transferred, create) with
+    ``outcome``, polled until ``want`` are recorded (the recorder writes every 0.2 s, off the path)."""
+    import time
+
+    from xds_hub.audit.tables import audit_patient, audit_record
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with stores.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_record.c.id, audit_record.c.outcome_description).where(
+                    audit_record.c.event_id == "110104",
+                    audit_record.c.action == "C",
+                    audit_record.c.outcome == outcome,
+                )
+            ).all()
+            found = [
+                (
+                    " ".join(
+                        conn.execute(
+                            select(audit_patient.c.patient_id).where(audit_patient.c.record_id == rid)
+                        ).scalars()
+                    ),
+                    str(why or ""),
+                )
+                for rid, why in rows
+            ]
+        if len(found) >= want or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def _count(stores: Stores, table: object) -> int:
     with stores.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
@@ -153,6 +186,10 @@ def test_dicom_cstore_without_study_uid_fails_a900_and_stores_nothing(
     assert send(region.dicom_port, [ds]) == [0xA900]
     assert _count(stores, dicom_instance) == before
     assert _count(stores, dicom_study) == 0
+    # ITI-20: the refusal is audited (serious failure), the instance named, no study to name
+    [(patients, why)] = _store_audits(stores, outcome=8)
+    assert patients == ""
+    assert why.startswith("1 instance(s) refused, data set unreadable: " + ds.SOPInstanceUID), why
 
 
 def _send_raw(port: int, path: Path) -> Dataset:
@@ -202,3 +239,8 @@ def test_dicom_cstore_mismatched_affected_sop_instance_fails_a900(
     path.write_bytes(bytes(data))
     assert _send_raw(region.dicom_port, path).Status == 0xA900
     assert _count(stores, dicom_instance) == 0
+    # ITI-20: audited as a serious failure under the study's patient, with the reason
+    [(patients, why)] = _store_audits(stores, outcome=8)
+    assert patients.startswith(ds.PatientID + "^^^"), patients
+    assert why.startswith("1 instance(s) refused: the data set's SOP Class/Instance UID"), why
+    assert _store_audits(stores, outcome=0, want=0) == []

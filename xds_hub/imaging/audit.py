@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 log = get_logger("xds_hub.imaging.audit")
 
 _IN_CHUNK = 500
+#: A refusal message names at most this many distinct reasons, and this many unreadable instances.
+_MAX_REASONS = 5
+_MAX_UNREAD_LISTED = 10
 
 
 def patient_cx(domain: AffinityDomain, patient_id: str, issuer: str | None, establishment: str) -> str | None:
@@ -65,15 +68,41 @@ class _StudyStores:
 
 @dataclass(slots=True)
 class StoreTally:
-    """The instances one association stored, by study (filled on the C-STORE path: one dict append)."""
+    """The instances one association stored, by study (filled on the C-STORE path: one dict append),
+    and those it refused: by study when their data set could be read, else under the study ``""``."""
 
     studies: dict[str, _StudyStores] = field(default_factory=dict)
+    refused: dict[str, _StudyStores] = field(default_factory=dict)
+    #: The distinct reasons of the refusals (their Error Comments), in order of first occurrence.
+    reasons: dict[str, None] = field(default_factory=dict)
 
     def add(self, study_uid: str, patient: str | None, sop_class: str, sop_instance: str) -> None:
         study = self.studies.get(study_uid)
         if study is None:
             study = self.studies[study_uid] = _StudyStores(patient)
         study.sop_classes.setdefault(sop_class, []).append(sop_instance)
+
+    def refuse(
+        self, study_uid: str, patient: str | None, sop_class: str, sop_instance: str, reason: str
+    ) -> None:
+        study = self.refused.get(study_uid)
+        if study is None:
+            study = self.refused[study_uid] = _StudyStores(patient)
+        study.sop_classes.setdefault(sop_class, []).append(sop_instance)
+        if len(self.reasons) < _MAX_REASONS:
+            self.reasons[reason or "refused"] = None
+
+    def __bool__(self) -> bool:
+        return bool(self.studies or self.refused)
+
+
+def _instances(study: _StudyStores) -> list[str]:
+    return [uid for uids in study.sop_classes.values() for uid in uids]
+
+
+def _listed(uids: list[str]) -> str:
+    more = len(uids) - _MAX_UNREAD_LISTED
+    return " ".join(uids[:_MAX_UNREAD_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
 def _study_ref(study_uid: str, sop_classes: dict[str, list[str]]) -> events.StudyRef:
@@ -126,14 +155,17 @@ def _by_patient(
 
 
 def stored(settings: Settings, stores: Stores, sender: events.Node, tally: StoreTally) -> None:
-    """C-STORE: one Instances Transferred (C) per study the association stored."""
-    if not tally.studies:
+    """C-STORE: one Instances Transferred (C) per study the association stored, and one with a
+    serious-failure outcome per study of the instances it refused (their Error Comments as the
+    description; the instances whose data set could not be read are listed without a study)."""
+    if not tally:
         return
-    studies = dict(tally.studies)
+    studies, refused = dict(tally.studies), dict(tally.refused)
+    why = "; ".join(tally.reasons)
 
     def build() -> list[AuditMessage]:
         source, hub = events.audit_source(settings), events.hub_dicom(settings)
-        return [
+        messages = [
             events.instances_transferred(
                 source,
                 sender,
@@ -145,6 +177,23 @@ def stored(settings: Settings, stores: Stores, sender: events.Node, tally: Store
             )
             for uid, s in studies.items()
         ]
+        for uid, s in refused.items():
+            count = sum(len(v) for v in s.sop_classes.values())
+            unread = "" if uid else f", data set unreadable: {_listed(_instances(s))}"
+            messages.append(
+                events.instances_transferred(
+                    source,
+                    sender,
+                    hub,
+                    [_study_ref(uid, s.sop_classes)] if uid else [],
+                    s.patient,
+                    Action.CREATE,
+                    requestor=sender,
+                    outcome=Outcome.SERIOUS_FAILURE,
+                    description=f"{count} instance(s) refused{unread}: {why}",
+                )
+            )
+        return messages
 
     _submit(stores, build)
 

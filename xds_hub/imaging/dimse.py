@@ -262,7 +262,7 @@ class DicomActor:
     def ended(self, assoc: LowLatencyAssociation) -> None:
         """The association's thread ends: audit what it stored (one message per study)."""
         tally = assoc.hub_tally
-        if tally is None or not tally.studies:
+        if not tally:
             return
         assoc.hub_tally = None
         calling = str(assoc.requestor.ae_title or "").strip()
@@ -302,15 +302,20 @@ class DicomActor:
             dataset=dataset,
         )
         attrs = outcome.attrs
-        if tally is not None and attrs is not None and outcome.status == Status.SUCCESS:
-            if attrs.study_uid not in tally.studies:
-                est = self.settings.domain.establishment_for_ae(calling_ae)
-                patient = audit.patient_cx(
-                    self.settings.domain, attrs.patient_id, attrs.issuer, est.name if est else ""
-                )
-            else:
-                patient = None
-            tally.add(attrs.study_uid, patient, sop_class_uid, sop_instance_uid)
+        if tally is None:
+            return int(outcome.status), outcome.comment
+        ok = outcome.status == Status.SUCCESS
+        study_uid = attrs.study_uid if attrs is not None else ""
+        patient = None
+        if attrs is not None and study_uid not in (tally.studies if ok else tally.refused):
+            est = self.settings.domain.establishment_for_ae(calling_ae)
+            patient = audit.patient_cx(
+                self.settings.domain, attrs.patient_id, attrs.issuer, est.name if est else ""
+            )
+        if ok:
+            tally.add(study_uid, patient, sop_class_uid, sop_instance_uid)
+        else:
+            tally.refuse(study_uid, patient, sop_class_uid, sop_instance_uid, outcome.comment)
         return int(outcome.status), outcome.comment
 
     def on_store(self, event: Any) -> int | Dataset:

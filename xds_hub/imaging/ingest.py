@@ -432,14 +432,16 @@ class Ingest:
                 f"the data set's SOP Class/Instance UID ({attrs.sop_class_uid}/{attrs.sop_instance_uid}) "
                 f"differ from the request's ({sop_class_uid}/{sop_instance_uid})"
             )
-            return StoreOutcome(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, comment)
+            return StoreOutcome(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, comment, attrs=attrs)
         if sop_instance_uid in self._known:  # re-sent to this process: nothing to write
             return StoreOutcome(Status.SUCCESS, duplicate=True, attrs=attrs)
         try:
             return self._keep(calling_ae, transfer_syntax, dataset, attrs)
         except OSError as exc:
             log.error("C-STORE could not write the instance", extra={"why": str(exc)})
-            return StoreOutcome(Status.OUT_OF_RESOURCES, "the instance could not be written to storage")
+            return StoreOutcome(
+                Status.OUT_OF_RESOURCES, "the instance could not be written to storage", attrs=attrs
+            )
 
     def _keep(
         self, calling_ae: str, transfer_syntax: str, dataset: bytes | memoryview, attrs: InstanceAttributes
