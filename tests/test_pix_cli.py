@@ -51,6 +51,17 @@ def test_pix_cli_feed_and_query(hub: Hub, tmp_path: Path) -> None:
     assert regional in lines
 
 
+def test_pix_cli_feed_failures(hub: Hub, tmp_path: Path) -> None:
+    messages = tmp_path / "feed.hl7"
+    messages.write_text(adt("A01", cx(new_id(), HOPA), control="CLI-9"), encoding="utf-8")
+    closed = xds_hub("pix", "feed", str(messages), "--to", f"127.0.0.1:{free_port()}", "--no-progress")
+    assert closed.returncode == 3 and closed.stdout == "" and "cannot feed" in closed.stderr
+    empty = tmp_path / "empty.hl7"
+    empty.write_text("\n", encoding="utf-8")
+    assert xds_hub("pix", "feed", str(empty), "--to", f"127.0.0.1:{hub.mllp_port}").returncode == 2
+    assert xds_hub("pix", "feed", str(messages), "--to", hub.url("/pix")).returncode == 2
+
+
 def test_pix_cli_query_failures(hub: Hub) -> None:
     a = cx(new_id(), HOPA)
     unknown = xds_hub("pix", "query", a, "--to", f"127.0.0.1:{hub.mllp_port}")

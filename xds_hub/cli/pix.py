@@ -25,6 +25,7 @@ def register(sub: Any) -> None:
     feed.add_argument("file", type=Path, metavar="FILE", help="one or more HL7 v2 messages ('-' for stdin)")
     feed.add_argument("--to", required=True, metavar="HOST:PORT", help="the PIX Manager's MLLP address")
     feed.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK (30)")
+    feed.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
     feed.set_defaults(func=pix_feed)
 
     query = verbs.add_parser("query", help="ask for the identifiers cross-referenced with one (ITI-9/45)")
@@ -48,7 +49,7 @@ def register(sub: Any) -> None:
 
 
 def pix_feed(args: argparse.Namespace) -> int:
-    from xds_hub.client.pix import PixClientError, feed_v2, parse_target
+    from xds_hub.client.pix import PixClientError, iter_feed_v2, parse_target
     from xds_hub.pix.hl7v2 import split_messages
 
     try:
@@ -64,18 +65,24 @@ def pix_feed(args: argparse.Namespace) -> int:
     if not messages:
         print(f"xds-hub pix feed: {args.file} holds no HL7 v2 message", file=sys.stderr)
         return EXIT_USAGE
+    from tqdm import tqdm
+
+    status = EXIT_OK
+    # A bar on a terminal only (stdout keeps one line per result), shown after 2 s of feeding.
+    bar = tqdm(total=len(messages), unit="msg", file=sys.stderr, disable=args.no_progress or None, delay=2.0)
     try:
-        results = feed_v2(target[0], target[1], messages, timeout=args.timeout)
+        for r in iter_feed_v2(target[0], target[1], messages, timeout=args.timeout):
+            bar.update()
+            bar.write(f"{r.control_id}\t{r.ack}", file=sys.stdout)
+            for e in r.errors:
+                bar.write(f"  {e}", file=sys.stderr)
+            if r.ack not in ("AA", "CA"):
+                status = EXIT_FAILED
     except PixClientError as exc:
+        bar.close()
         print(f"xds-hub pix feed: {exc}", file=sys.stderr)
         return EXIT_TRANSPORT
-    status = EXIT_OK
-    for r in results:
-        print(f"{r.control_id}\t{r.ack}")
-        for e in r.errors:
-            print(f"  {e}", file=sys.stderr)
-        if r.ack not in ("AA", "CA"):
-            status = EXIT_FAILED
+    bar.close()
     return status
 
 

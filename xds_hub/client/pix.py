@@ -13,7 +13,7 @@ Identifiers are :class:`~xds_hub.pix.model.Identifier` values; :func:`parse_cx` 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -274,7 +274,13 @@ class FeedResult:
 
 def feed_v2(host: str, port: int, messages: Iterable[str], *, timeout: float = 30.0) -> list[FeedResult]:
     """Send ITI-8 messages over one MLLP connection, each acknowledged before the next."""
-    results = []
+    return list(iter_feed_v2(host, port, messages, timeout=timeout))
+
+
+def iter_feed_v2(
+    host: str, port: int, messages: Iterable[str], *, timeout: float = 30.0
+) -> Iterator[FeedResult]:
+    """:func:`feed_v2`, yielding each message's result as its acknowledgement arrives."""
     try:
         with MllpClient(host, port, timeout=timeout) as client:
             for text in messages:
@@ -286,14 +292,11 @@ def feed_v2(host: str, port: int, messages: Iterable[str], *, timeout: float = 3
                         f"the PIX Manager answered something that is not HL7 v2: {exc}"
                     ) from None
                 msa = msg.first("MSA")
-                results.append(
-                    FeedResult(
-                        msa.value(2) if msa is not None else "",
-                        msa.value(1) if msa is not None else "",
-                        _errors_v2(msg),
-                        reply,
-                    )
+                yield FeedResult(
+                    msa.value(2) if msa is not None else "",
+                    msa.value(1) if msa is not None else "",
+                    _errors_v2(msg),
+                    reply,
                 )
     except OSError as exc:
         raise PixClientError(f"cannot feed the PIX Manager at {host}:{port}: {exc}") from None
-    return results
