@@ -24,6 +24,7 @@ SCENARIOS = [
     "pix/iti9/unknown-domain",
     "imaging/dicom/echo",
     "imaging/dicom/store-and-find-study",
+    "imaging/dicom/move-study",  # the hub's sub-association reaches the runner's receiver over TLS
 ]
 
 

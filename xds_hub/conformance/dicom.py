@@ -308,8 +308,14 @@ def _retrieve(call: Call, exchange: Exchange, kind: str) -> dict[str, Any]:
         if node is not None:  # an unknown destination is sent as is: the target must refuse it
             scp = AE(ae_title=destination)
             scp.supported_contexts = StoragePresentationContexts
+            # A secure target opens its C-MOVE sub-association over TLS (ITI-19): the runner's
+            # receiver then speaks TLS too, with the runner's certificate.
+            tls = call.ctx.target.tls
             server = scp.start_server(
-                ("127.0.0.1", node.port), block=False, evt_handlers=[(evt.EVT_C_STORE, received.on_store)]
+                ("127.0.0.1", node.port),
+                block=False,
+                evt_handlers=[(evt.EVT_C_STORE, received.on_store)],
+                ssl_context=tls.server_context() if tls is not None else None,
             )
         assoc = _associate(call, ae)
     exchange.request = f"C-{kind.upper()} {model} {destination}\n{_show(identifier)}"

@@ -78,6 +78,15 @@ class ClientTls:
 
         return client_context(self.cert, self.key, self.ca)
 
+    def server_context(self) -> ssl.SSLContext | None:
+        """The context of the runner's own listener (the C-MOVE destination) for a secure target:
+        its certificate, and with ``ca`` the target's certificate required (None without a cert)."""
+        if not self.cert:
+            return None
+        from xds_hub.security.tls import server_context
+
+        return server_context(self.cert, self.key or self.cert, self.ca or "")
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
