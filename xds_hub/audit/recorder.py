@@ -216,6 +216,12 @@ def recorder_for(engine: Engine) -> AuditRecorder:
     return recorder
 
 
+def flush_recorder(engine: Engine, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+    """Store what ``engine``'s recorder holds, if it has one (when the stores close); False on timeout."""
+    recorder = _RECORDERS.get(engine)
+    return recorder.flush(timeout) if recorder is not None else True
+
+
 def _after_fork() -> None:
     """A forked child starts with no recorder: the parent's queue and thread are the parent's."""
     global _RECORDERS_LOCK

@@ -24,6 +24,10 @@ class Stores:
     blobs: BlobStore
 
     def close(self) -> None:
+        """Store the audit records still queued for this database, then close its connections."""
+        from xds_hub.audit.recorder import flush_recorder
+
+        flush_recorder(self.engine)
         self.engine.dispose()
 
 
