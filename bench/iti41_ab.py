@@ -5,6 +5,7 @@ Usage (from the repository root)::
     git archive <commit> | tar -x -C /tmp/before
     python -m bench.iti41_ab --before /tmp/before [--backend sqlite|postgresql] [--rounds 5]
                              [--count 500] [--threads 8]
+    python -m bench.iti41_ab --before-hub "http_workers = 2" --after-hub "http_workers = 4"
 
 On a machine whose load drifts (other jobs on the same cores), comparing two runs made minutes
 apart says little.  This runs the hub of ``--before`` (started in that folder, which is also put
@@ -28,7 +29,12 @@ from bench.iti41_submit import AFFINITY, cpu_seconds, drive, is_success, prepare
 from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database
 
 
-def _start(backend: str, tree: str | None, tag: str) -> Hub:
+def _config(hub_lines: list[str]) -> str:
+    """TEST_CONFIG with ``key = value`` lines (e.g. ``http_workers = 4``) in its [hub] table."""
+    return ("[hub]\n" + "\n".join(hub_lines) + "\n" if hub_lines else "") + TEST_CONFIG
+
+
+def _start(backend: str, tree: str | None, tag: str, hub_lines: list[str]) -> Hub:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-ab-{tag}-{backend}-"))
     saved, cwd = os.environ.get("PYTHONPATH"), os.getcwd()
     if tree is not None:
@@ -36,7 +42,7 @@ def _start(backend: str, tree: str | None, tag: str) -> Hub:
         if (Path(tree) / "xds_hub").is_dir():
             os.chdir(tree)  # `python -m xds_hub` looks in its working directory first
     try:
-        return Hub(folder=folder, db_url=db_url_for(backend, folder), config_text=TEST_CONFIG).start()
+        return Hub(folder=folder, db_url=db_url_for(backend, folder), config_text=_config(hub_lines)).start()
     finally:
         os.chdir(cwd)
         if saved is None:
@@ -58,15 +64,27 @@ def _round(hub: Hub, pid: str, count: int, threads: int) -> tuple[float, float, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--before", required=True, help="PYTHONPATH of the older tree (its root)")
+    parser.add_argument(
+        "--before", help="PYTHONPATH of the older tree (its root); default: this tree (compare settings)"
+    )
+    parser.add_argument(
+        "--before-hub",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="a [hub] setting of the 'before' hub",
+    )
+    parser.add_argument(
+        "--after-hub", action="append", default=[], metavar="LINE", help="a [hub] setting of the 'after' hub"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
     hubs = {
-        "before": _start(args.backend, args.before, "before"),
-        "after": _start(args.backend, None, "after"),
+        "before": _start(args.backend, args.before, "before", args.before_hub),
+        "after": _start(args.backend, None, "after", args.after_hub),
     }
     figures: dict[str, list[tuple[float, float, int]]] = {k: [] for k in hubs}
     loads = []

@@ -23,13 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
 
 #: The advisory lock key that serialises registry writers on PostgreSQL.
 REGISTRY_LOCK = 0x5844_5348  # "XDSH"
-#: Built once, so SQLAlchemy compiles it once.
-_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_ADVISORY_LOCK_SQL = f"SELECT pg_advisory_xact_lock({REGISTRY_LOCK})"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -156,8 +155,22 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 yield conn
         return
     with engine.connect() as conn, conn.begin():
-        conn.execute(_ADVISORY_LOCK, {"k": REGISTRY_LOCK})
+        _lock_registry(conn)
         yield conn
+
+
+def _lock_registry(conn: Connection) -> None:
+    """Take the registry's advisory lock, PostgreSQL: psycopg's implicit ``BEGIN`` and the lock
+    go out together in pipeline mode, one round trip instead of two (each is ~70-100 µs of waiting
+    plus ~50 µs of CPU on either side, and this one precedes every registry write)."""
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    error: type[Exception] = conn.dialect.loaded_dbapi.Error
+    try:
+        with dbapi_conn.pipeline(), dbapi_conn.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute(_ADVISORY_LOCK_SQL)
+    except error as exc:
+        raise DBAPIError.instance(_ADVISORY_LOCK_SQL, None, exc, error, dialect=conn.dialect) from exc
 
 
 @contextmanager
