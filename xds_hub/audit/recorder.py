@@ -216,10 +216,11 @@ def recorder_for(engine: Engine) -> AuditRecorder:
     return recorder
 
 
-def flush_recorder(engine: Engine, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
-    """Store what ``engine``'s recorder holds, if it has one (when the stores close); False on timeout."""
-    recorder = _RECORDERS.get(engine)
-    return recorder.flush(timeout) if recorder is not None else True
+def flush_recorder(engine: Engine | None = None, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+    """Store what ``engine``'s recorder holds, if it has one (when the stores close), or with no
+    engine what every recorder of this process holds; False on timeout."""
+    recorders = list(_RECORDERS.values()) if engine is None else [_RECORDERS.get(engine)]
+    return all(r.flush(timeout) for r in recorders if r is not None)
 
 
 def _after_fork() -> None:
