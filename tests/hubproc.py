@@ -72,10 +72,11 @@ def create_pg_database() -> str:
 def drop_pg_database(url: str) -> None:
     import psycopg
 
-    from xds_hub.audit.recorder import flush_recorder
+    from xds_hub.audit.recorder import flush_recorders
 
-    flush_recorder(timeout=2.0)  # in-process audit records go in before their database goes
     name = url.rsplit("/", 1)[1]
+    # in-process audit records go in before their database goes
+    flush_recorders(lambda engine: engine.url.database == name, timeout=2.0)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

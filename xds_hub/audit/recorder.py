@@ -216,11 +216,10 @@ def recorder_for(engine: Engine) -> AuditRecorder:
     return recorder
 
 
-def flush_recorder(engine: Engine | None = None, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
-    """Store what ``engine``'s recorder holds, if it has one (when the stores close), or with no
-    engine what every recorder of this process holds; False on timeout."""
-    recorders = list(_RECORDERS.values()) if engine is None else [_RECORDERS.get(engine)]
-    return all(r.flush(timeout) for r in recorders if r is not None)
+def flush_recorders(where: Callable[[Engine], bool], timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+    """Store what the recorders of this process whose engine matches ``where`` hold (e.g. before
+    the stores close); False if ``timeout`` passed first for one of them."""
+    return all(r.flush(timeout) for e, r in list(_RECORDERS.items()) if where(e))
 
 
 def _after_fork() -> None:

@@ -25,9 +25,9 @@ class Stores:
 
     def close(self) -> None:
         """Store the audit records still queued for this database, then close its connections."""
-        from xds_hub.audit.recorder import flush_recorder
+        from xds_hub.audit.recorder import flush_recorders
 
-        flush_recorder(self.engine)
+        flush_recorders(lambda engine: engine is self.engine)
         self.engine.dispose()
 
 
