@@ -25,8 +25,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
 from bench.iti41_submit import AFFINITY, cpu_seconds, drive, is_success, prepare, process_tree
 from tests.hubproc import TEST_CONFIG, Hub, db_url_for, drop_pg_database
+from xds_hub.storage.db import make_engine
 
 
 def _config(hub_lines: list[str]) -> str:
@@ -51,15 +55,35 @@ def _start(backend: str, tree: str | None, tag: str, hub_lines: list[str]) -> Hu
             os.environ["PYTHONPATH"] = saved
 
 
-def _round(hub: Hub, pid: str, count: int, threads: int) -> tuple[float, float, int]:
+def postmaster_pid(db_url: str) -> int | None:
+    """The PID of the PostgreSQL server of ``db_url`` when it runs on this machine (else None)."""
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            folder = conn.execute(text("SHOW data_directory")).scalar_one()
+        return int((Path(folder) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, SQLAlchemyError):
+        return None
+    finally:
+        engine.dispose()
+
+
+Figures = tuple[float, float, int, float]
+
+
+def _round(hub: Hub, pid: str, count: int, threads: int, server: int | None) -> Figures:
+    """(submissions/s, hub CPU s/1000, failures, database server CPU s/1000: every backend of the
+    server, so other users of the same PostgreSQL count too)."""
     assert hub.process is not None
     url = hub.url("/xds/repository")
     reqs = prepare(url, pid, count, 10 * 1024)
     tree = process_tree(hub.process.pid)
     cpu0 = cpu_seconds(tree)
+    db0 = cpu_seconds(process_tree(server)) if server else 0.0
     seconds, failures = drive(url, reqs, threads, is_success)
     cpu = cpu_seconds(process_tree(hub.process.pid)) - cpu0
-    return count / seconds, cpu / count * 1000, failures
+    db = cpu_seconds(process_tree(server)) - db0 if server else 0.0
+    return count / seconds, cpu / count * 1000, failures, db / count * 1000
 
 
 def main() -> int:
@@ -86,7 +110,8 @@ def main() -> int:
         "before": _start(args.backend, args.before, "before", args.before_hub),
         "after": _start(args.backend, None, "after", args.after_hub),
     }
-    figures: dict[str, list[tuple[float, float, int]]] = {k: [] for k in hubs}
+    figures: dict[str, list[Figures]] = {k: [] for k in hubs}
+    server = postmaster_pid(hubs["after"].db_url) if args.backend == "postgresql" else None
     loads = []
     try:
         pid = f"AB{os.getpid()}^^^&{AFFINITY}&ISO"
@@ -101,17 +126,20 @@ def main() -> int:
         for i in range(args.rounds):
             order = list(hubs) if i % 2 == 0 else list(reversed(hubs))
             for tag in order:
-                rate, cpu, failures = _round(hubs[tag], pid, args.count, args.threads)
-                figures[tag].append((rate, cpu, failures))
+                rate, cpu, failures, db = _round(hubs[tag], pid, args.count, args.threads, server)
+                figures[tag].append((rate, cpu, failures, db))
                 loads.append(os.getloadavg()[0])
+                extra = f", database server CPU {db:.2f} s/1000" if server else ""
                 print(
-                    f"  round {i + 1} {tag}: {rate:.0f}/s, CPU {cpu:.2f} s/1000, failures {failures}",
+                    f"  round {i + 1} {tag}: {rate:.0f}/s, CPU {cpu:.2f} s/1000{extra}, failures {failures}",
                     flush=True,
                 )
         for tag, rows in figures.items():
             print(
                 f"{args.backend} {tag}: median {statistics.median(r[0] for r in rows):.0f}/s, "
-                f"CPU {statistics.median(r[1] for r in rows):.2f} s/1000, failures {sum(r[2] for r in rows)}"
+                f"CPU {statistics.median(r[1] for r in rows):.2f} s/1000, "
+                + (f"database CPU {statistics.median(r[3] for r in rows):.2f} s/1000, " if server else "")
+                + f"failures {sum(r[2] for r in rows)}"
             )
         print(f"load average during the rounds: {min(loads):.1f}-{max(loads):.1f}")
     finally:

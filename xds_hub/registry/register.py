@@ -67,7 +67,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Connection
 
@@ -110,6 +110,8 @@ class RegistrationResult:
     updated_folder_ids: tuple[str, ...] = ()
     #: Warnings for the RegistryResponse (none today: every submitted attribute is kept).
     warnings: tuple[Problem, ...] = ()
+    #: What the ``extra`` insert's RETURNING returned (see :func:`register_submission`).
+    extra_returned: tuple[tuple[Any, ...], ...] = ()
 
     @property
     def submission_set_id(self) -> str:
@@ -511,6 +513,7 @@ def register_submission(
     settings: Settings,
     *,
     now: datetime | None = None,
+    extra: store.ExtraInsert | None = None,
 ) -> RegistrationResult:
     """Check ``submission`` against the registry and store it (ITI TF-2 3.42.4.1.3).
 
@@ -519,6 +522,8 @@ def register_submission(
     uniqueness checks hold until commit.  Raises :class:`~xds_hub.errors.XdsError` with every
     problem found, before writing anything; the caller's transaction then rolls back.
     ``settings`` is the hub's (for future registry policies); ``now`` fixes the registration time.
+    ``extra``: rows of another table inserted with the registry's, once the checks have passed
+    (the Document Repository's, ITI-41; see :func:`xds_hub.registry.store.insert_objects`).
     """
     del settings  # no registry policy depends on it yet
     moment = now or datetime.now(UTC)
@@ -541,7 +546,7 @@ def register_submission(
     )
     deprecated = reg.deprecations()
     seq = _seq(now)
-    store.insert_objects(
+    returned = store.insert_objects(
         conn,
         [
             registered.submission_set,
@@ -550,6 +555,7 @@ def register_submission(
             *registered.associations,
         ],
         seq,
+        extra,
     )
     store.set_status(conn, deprecated, Status.DEPRECATED)
     store.touch_folders(conn, reg.touched, stamp)
@@ -558,6 +564,7 @@ def register_submission(
         seq=seq,
         deprecated_ids=tuple(deprecated),
         updated_folder_ids=tuple(sorted(reg.touched)),
+        extra_returned=tuple(tuple(row) for row in returned),
     )
 
 

@@ -49,7 +49,7 @@ from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, 
 from xds_hub.log import get_logger
 from xds_hub.registry.group_commit import group_commit
 from xds_hub.registry.register import RegistrationResult, register_submission
-from xds_hub.repository.store import StoredDocument, find_documents, insert_documents
+from xds_hub.repository.store import StoredDocument, find_documents, insert_with_registration
 from xds_hub.repository.sweep import missing_blobs
 from xds_hub.security.guard import authorize_submission
 from xds_hub.soap.types import SoapRequest, SoapResponse
@@ -232,14 +232,10 @@ def attach_contents(
     return evolve(submission, documents=tuple(documents), document_refs=refs)
 
 
-def _record_documents(
-    conn: Connection,
-    stores: Stores,
-    registered: Submission,
-    by_unique_id: Mapping[str, BlobInfo],
-    repo_id: str,
+def _documents_to_record(
+    registered: Submission, by_unique_id: Mapping[str, BlobInfo], repo_id: str
 ) -> list[StoredDocument]:
-    rows = [
+    return [
         StoredDocument(
             unique_id=entry.unique_id,
             repository_unique_id=repo_id,
@@ -251,12 +247,28 @@ def _record_documents(
         for entry in registered.documents
         if entry.unique_id in by_unique_id
     ]
-    if missing_blobs(stores, (r.blob_key for r in rows)):
+
+
+def _register_and_record(
+    conn: Connection,
+    stores: Stores,
+    settings: Settings,
+    validated: Submission,
+    by_unique_id: Mapping[str, BlobInfo],
+    repo_id: str,
+) -> RegistrationResult:
+    """Register ``validated`` and record its documents in the repository, in ``conn``'s transaction
+    (the repository's rows go with the registry's: one statement on PostgreSQL)."""
+    rows = _documents_to_record(validated, by_unique_id, repo_id)  # registration keeps uniqueId, mimeType
+    blob_gone = bool(missing_blobs(stores, (r.blob_key for r in rows)))
+    extra = None if blob_gone else insert_with_registration(rows)
+    result = register_submission(conn, validated, settings, extra=extra)
+    if blob_gone:  # (after the registry's checks, whose errors come first)
         raise XdsError.one(
             ErrorCode.REPOSITORY_ERROR,
             "a document's content was removed while the submission was being stored; please resubmit",
         )
-    inserted = insert_documents(conn, rows)
+    inserted = {row[0] for row in result.extra_returned}
     held_already = [r for r in rows if r.unique_id not in inserted]
     if held_already:
         # The same document submitted again (ITI TF-3 4.2.4.1, XDSNonIdenticalHash): the registry
@@ -277,7 +289,7 @@ def _record_documents(
         ]
         if problems:
             raise XdsError(problems)
-    return rows
+    return result
 
 
 def check_manifests(stores: Stores, submission: Submission, contents: Mapping[str, BlobInfo]) -> None:
@@ -335,9 +347,7 @@ def provide_and_register(
         validated = validate_submission(attached, settings.domain, for_repository=True)
 
         def store(conn: Connection) -> RegistrationResult:
-            result = register_submission(conn, validated, settings)
-            _record_documents(conn, stores, result.submission, by_unique_id, repo_id)
-            return result
+            return _register_and_record(conn, stores, settings, validated, by_unique_id, repo_id)
 
         # Parsing, validation and the blobs are done: only the checks and inserts run under the
         # writer lock, committed together with those of concurrent submissions (group commit).

@@ -15,6 +15,7 @@ from functools import cache
 from sqlalchemy import Connection, bindparam, func, select
 
 from xds_hub.registry import dbapi
+from xds_hub.registry.store import ExtraInsert
 from xds_hub.storage.schema import repository_document
 
 #: Look-ups use IN lists of at most this many values (SQLite's host-parameter limit is far above).
@@ -55,8 +56,15 @@ def _insert_sql(style: dbapi.Flavor, rows: int) -> str:
     one = "(" + ", ".join([style.param] * len(_COLUMNS)) + ")"
     return (
         f"INSERT INTO {repository_document.name} ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * rows)} "
-        "ON CONFLICT (unique_id) DO NOTHING RETURNING unique_id"
+        + INSERT_SUFFIX
     )
+
+
+def _rows(docs: Sequence[StoredDocument]) -> list[tuple[object, ...]]:
+    created = datetime.now(UTC).isoformat()
+    return [
+        (d.unique_id, d.repository_unique_id, d.blob_key, d.hash, d.size, d.mime_type, created) for d in docs
+    ]
 
 
 def insert_documents(conn: Connection, docs: Sequence[StoredDocument]) -> set[str]:
@@ -68,28 +76,26 @@ def insert_documents(conn: Connection, docs: Sequence[StoredDocument]) -> set[st
     """
     if not docs:
         return set()
-    created = datetime.now(UTC).isoformat()
     style = dbapi.flavor(conn)
+    rows = _rows(docs)
     inserted: set[str] = set()
     with dbapi.cursor(conn) as cur:
-        for start in range(0, len(docs), _INSERT_CHUNK):
-            batch = docs[start : start + _INSERT_CHUNK]
-            params = [
-                value
-                for d in batch
-                for value in (
-                    d.unique_id,
-                    d.repository_unique_id,
-                    d.blob_key,
-                    d.hash,
-                    d.size,
-                    d.mime_type,
-                    created,
-                )
-            ]
-            cur.execute(_insert_sql(style, len(batch)), params)
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            batch = rows[start : start + _INSERT_CHUNK]
+            cur.execute(_insert_sql(style, len(batch)), [value for row in batch for value in row])
             inserted.update(row[0] for row in cur.fetchall())
     return inserted
+
+
+#: What follows the VALUES of a new row: a uniqueId held already is left alone (and not returned).
+INSERT_SUFFIX = "ON CONFLICT (unique_id) DO NOTHING RETURNING unique_id"
+
+
+def insert_with_registration(docs: Sequence[StoredDocument]) -> ExtraInsert:
+    """``docs`` as rows for :func:`xds_hub.registry.register.register_submission`'s ``extra``
+    (inserted with the registry's rows: one statement on PostgreSQL); the uniqueIds it returns
+    (``extra_returned``) are those inserted, as :func:`insert_documents` returns them."""
+    return ExtraInsert(repository_document, _COLUMNS, _rows(docs), INSERT_SUFFIX)
 
 
 def find_documents(conn: Connection, unique_ids: Iterable[str]) -> dict[str, StoredDocument]:
