@@ -79,9 +79,10 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
-def postgres_pids() -> list[int]:
-    """Every process of the local PostgreSQL server (its user's processes): backends, WAL writer,
-    checkpointer.  Its CPU is part of the cost of a feed on PostgreSQL (same 2 cores)."""
+def postgres_pids(database: str) -> list[int]:
+    """The local PostgreSQL server's backends serving ``database`` (their process titles name it):
+    the server-side CPU of a feed or a query.  Other databases' backends (other work on the same
+    server) and the server's shared processes (WAL writer, checkpointer) are not counted."""
     import pwd
 
     try:
@@ -89,10 +90,11 @@ def postgres_pids() -> list[int]:
     except KeyError:
         return []
     out = []
+    needle = f" {database} ".encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == uid:
+                if entry.stat().st_uid == uid and needle in (entry / "cmdline").read_bytes():
                     out.append(int(entry.name))
             except OSError:
                 continue
@@ -121,10 +123,10 @@ def cpu_snapshot(pids: Sequence[int]) -> dict[int, float]:
     return out
 
 
-def pg_cpu_since(before: dict[int, float]) -> float:
-    """CPU seconds the PostgreSQL server's processes used since ``before`` (a new backend counts
-    from zero; one that exited meanwhile is lost)."""
-    after = cpu_snapshot(postgres_pids())
+def pg_cpu_since(before: dict[int, float], database: str) -> float:
+    """CPU seconds the backends of ``database`` used since ``before`` (a new backend counts from
+    zero; one that exited meanwhile is lost)."""
+    after = cpu_snapshot(postgres_pids(database))
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
@@ -182,8 +184,9 @@ def bulk_load(url: str, count: int) -> float:
                     copy.write_row((f"XH{i}^^^&{AFFINITY}&ISO", now, None))
             cur.execute("SELECT setval(pg_get_serial_sequence('pix_person', 'id'), %s)", (count,))
             db.commit()
-            cur.execute("ANALYZE")
-            db.commit()
+        # VACUUM as well (autovacuum would otherwise visit the fresh 2 M rows during the first run).
+        with psycopg.connect(dsn, autocommit=True) as db:
+            db.execute("VACUUM ANALYZE")
     return time.monotonic() - started
 
 
@@ -327,28 +330,37 @@ class Run:
 def one_run(hub: Hub, null_port: int, args: argparse.Namespace, run: int) -> Run:
     assert hub.process is not None
     postgres = not hub.db_url.startswith("sqlite")
+    database = hub.db_url.rsplit("/", 1)[1] if postgres else ""
     tree = process_tree(hub.process.pid)
     tag = uuid.uuid4().hex[:6]
     sync_msgs = [a01(f"S{tag}{i}", f"BS{tag}{i:08d}", f"NS{tag}{i:08d}") for i in range(args.feeds // 4)]
     pipe_msgs = [a01(f"P{tag}{i}", f"BP{tag}{i:08d}", f"NP{tag}{i:08d}") for i in range(args.feeds)]
+    if postgres:
+        # Each run starts from a checkpoint (no full-page writes left over from the previous one).
+        import psycopg
+
+        with psycopg.connect(
+            hub.db_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        ) as db:
+            db.execute("CHECKPOINT")
     drive(hub.mllp_port, [a01(f"W{tag}{i}", f"BW{tag}{i}", f"NW{tag}{i}") for i in range(200)], 1)  # warm-up
     cpu0 = cpu_seconds(tree)
     sync_s, bad1 = drive(hub.mllp_port, sync_msgs, 1)
     cpu1 = cpu_seconds(tree)
-    pg1 = cpu_snapshot(postgres_pids())
+    pg1 = cpu_snapshot(postgres_pids(database))
     pipe_s, bad2 = drive(hub.mllp_port, pipe_msgs, args.window)
     cpu2 = cpu_seconds(tree)
-    pg_pipe = pg_cpu_since(pg1)
+    pg_pipe = pg_cpu_since(pg1, database)
     null_sync_s, _ = drive(null_port, sync_msgs, 1)
     null_pipe_s, _ = drive(null_port, pipe_msgs, args.window)
     rng = random.Random(run)
     queries = [qbp(f"Q{tag}{i}", f"L{rng.randint(1, args.identities):09d}") for i in range(args.queries)]
     latencies(hub.mllp_port, queries[:200])  # warm-up
     cpu3 = cpu_seconds(tree)
-    pg3 = cpu_snapshot(postgres_pids())
+    pg3 = cpu_snapshot(postgres_pids(database))
     lat, bad3 = latencies(hub.mllp_port, queries)
     cpu4 = cpu_seconds(tree)
-    pg_query = pg_cpu_since(pg3)
+    pg_query = pg_cpu_since(pg3, database)
     lat.sort()
     return Run(
         sync_rate=len(sync_msgs) / sync_s,

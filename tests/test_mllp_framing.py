@@ -11,7 +11,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.hubproc import Hub
-from tests.pix_support import HOPA, ack_code, adt, cx, errors, new_id, qbp, read_replies, send, send_raw
+from tests.pix_support import (
+    HOPA,
+    HOPB,
+    NATIONAL,
+    ack_code,
+    adt,
+    cx,
+    errors,
+    new_id,
+    qbp,
+    read_replies,
+    send,
+    send_raw,
+)
 from xds_hub.pix.mllp import END, START, FrameReader, FrameTooLarge, frame
 
 # ---------------------------------------------------------------------------------------------
@@ -144,3 +157,34 @@ def test_mllp_queries_and_feeds_mixed_in_one_burst(hub: Hub) -> None:
     feed, query = send_raw(hub.mllp_port, data, 2)
     assert ack_code(feed) == "AA"
     assert query.first("QAK").value(2) == "OK"  # type: ignore[union-attr]
+
+
+def test_mllp_long_pipelined_burst_in_order_each_message_seeing_the_earlier_ones(hub: Hub) -> None:
+    """A burst longer than what the connection hands to its committer at once: feeds, updates
+    and queries that depend on the messages before them, answered in order; then one at a time
+    on the same connection."""
+    locals_ = [cx(new_id(), HOPA) for _ in range(40)]
+    nationals = [cx(new_id("N"), NATIONAL) for _ in range(40)]
+    burst: list[str] = []
+    for i, (local, national) in enumerate(zip(locals_, nationals, strict=True)):
+        burst.append(adt("A01", local, national, control=f"F{i}"))
+        burst.append(qbp(local, control=f"Q{i}"))
+        if i % 2:  # a second hospital joins through the national ID, then is queried
+            other = cx(new_id(), HOPB)
+            burst.append(adt("A04", other, national, control=f"B{i}", sending=("HOPB_ADT", "HOPB")))
+            burst.append(qbp(other, control=f"R{i}"))
+    with socket.create_connection(("127.0.0.1", hub.mllp_port), timeout=60) as sock:
+        sock.sendall(b"".join(frame(m.encode()) for m in burst))
+        replies = read_replies(sock, len(burst))
+        sock.sendall(frame(qbp(locals_[0], control="LAST").encode()))
+        (last,) = read_replies(sock, 1)
+    controls = [r.first("MSA").value(2) for r in replies]  # type: ignore[union-attr]
+    assert controls == [m.split("\r")[0].split("|")[9] for m in burst]
+    assert {ack_code(r) for r in replies} == {"AA"}
+    for reply, control in zip(replies, controls, strict=True):
+        if control[0] in "QR":
+            assert reply.first("QAK").value(2) == "OK", (control, reply.text)  # type: ignore[union-attr]
+        if control[0] == "R":  # Hopital B's patient is linked to Hopital A's through the national ID
+            pid3 = reply.first("PID").value(3)  # type: ignore[union-attr]
+            assert HOPA in reply.text and NATIONAL in reply.text, (control, pid3)
+    assert last.first("QAK").value(2) == "OK"  # type: ignore[union-attr]

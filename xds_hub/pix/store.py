@@ -48,13 +48,20 @@ def render(conn: Connection, statements: Sequence[Statement]) -> bytes:
     psycopg's :class:`~psycopg.ClientCursor` does the same, but parses the query text for
     placeholders in Python, which for a batch's thousand parameters cost more than the rest of
     the batch's work; the text here is the module's own SQL, whose only ``%s`` are placeholders.
-    A repeated string (an OID, a template's column) is quoted once."""
+    A repeated string (an OID, a template's column) is quoted once.  When the server reads
+    strings with standard_conforming_strings and the client encoding is UTF-8 (PostgreSQL's
+    defaults), a string's literal is its UTF-8 text with quotes doubled (what libpq's
+    PQescapeStringConn does then; a NUL, which no literal can hold, goes to psycopg's own
+    quoting, which refuses it), and an int is its digits."""
     import psycopg
     from psycopg.adapt import Transformer
 
     dbapi = conn.connection.dbapi_connection
     assert isinstance(dbapi, psycopg.Connection)
     literal = Transformer(dbapi).as_literal
+    plain = (
+        dbapi.info.parameter_status("standard_conforming_strings") == b"on" and dbapi.info.encoding == "utf-8"
+    )
     quoted: dict[str, bytes] = {}
     out: list[bytes] = []
     for sql, params in statements:
@@ -65,13 +72,21 @@ def render(conn: Connection, statements: Sequence[Statement]) -> bytes:
             out.append(b"; ")
         out.append(parts[0])
         for value, part in zip(params, parts[1:], strict=True):
+            kind = type(value)
             if value is None:
                 out.append(b"NULL")
-            elif type(value) is str:
+            elif kind is str:
                 text = quoted.get(value)
                 if text is None:
-                    text = quoted[value] = literal(value)
+                    data = value.encode()
+                    if plain and b"\x00" not in data:
+                        text = b"'" + data.replace(b"'", b"''") + b"'"
+                    else:
+                        text = literal(value)
+                    quoted[value] = text
                 out.append(text)
+            elif kind is int:
+                out.append(b"%d" % value)
             else:
                 out.append(literal(value))
             out.append(part)
@@ -215,38 +230,73 @@ class PixSql:
         self.cursor(conn).execute(render(conn, statements))
 
     def load_members(
-        self, conn: Connection, keys: Sequence[Key], begin: str = ""
-    ) -> tuple[list[tuple[str, str, int, str | None]], dict[int, list[Key]]]:
+        self,
+        conn: Connection,
+        keys: Sequence[Key],
+        begin: str = "",
+        reserve: tuple[Sequence[int], str, str] | None = None,
+    ) -> tuple[
+        list[tuple[str, str, int, str | None]],
+        dict[int, list[Key]],
+        list[tuple[int, tuple[int, str | None] | None]],
+    ]:
         """PostgreSQL: the identifiers ``keys`` that exist (as :meth:`load`) and the active
         identifiers of their persons (as :meth:`members_of`), in one query; ``begin`` (the write
-        transaction's opening statements) goes in the same round trip."""
-        values = ", ".join(["(%s, %s)"] * len(keys))
-        cur = self.cursor(conn)
-        cur.execute(
-            render(
-                conn,
-                [
-                    *([(begin, ())] if begin else []),
-                    (
-                        "SELECT q.authority, q.value, q.person_id, q.merged_into, m.authority, m.value "
-                        f"FROM (VALUES {values}) AS k (authority, value) "
-                        f"JOIN {_ID} q ON q.authority = k.authority AND q.value = k.value "
-                        f"LEFT JOIN {_ID} m ON m.person_id = q.person_id AND m.merged_into IS NULL",
-                        [x for k in keys for x in k],
-                    ),
-                ],
+        transaction's opening statements) goes in the same round trip.
+
+        ``reserve`` = (the feed number of each key, authority, prefix): as many person numbers as
+        there are feeds none of whose keys exist (the persons the batch will create), drawn in the
+        same query, each with the identifier ``prefix<number>`` of ``authority`` if it exists
+        (as :meth:`next_persons`)."""
+        p = self.p
+        if reserve is None:
+            rows = ", ".join([f"(0, {p}, {p})"] * len(keys))
+            params: list[Any] = [x for k in keys for x in k]
+        else:
+            rows = ", ".join(
+                [f"({p}::integer, {p}::text, {p}::text)"] + [f"({p}, {p}, {p})"] * (len(keys) - 1)
             )
+            params = [x for f, k in zip(reserve[0], keys, strict=True) for x in (f, *k)]
+        sql = (
+            f"WITH k (f, authority, value) AS (VALUES {rows}), "
+            "q AS MATERIALIZED (SELECT k.f, i.authority, i.value, i.person_id, i.merged_into "
+            f"FROM k JOIN {_ID} i ON i.authority = k.authority AND i.value = k.value) "
         )
+        if reserve is not None:
+            # MATERIALIZED: each number drawn once (see next_persons).
+            sql += (
+                ", s AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence("
+                f"'{_PERSON}', 'id')) AS id FROM generate_series(1, "
+                "(SELECT count(DISTINCT f) FROM k) - (SELECT count(DISTINCT f) FROM q))) "
+            )
+        sql += (
+            "SELECT 0, q.authority, q.value, q.person_id, q.merged_into, m.authority, m.value "
+            f"FROM q LEFT JOIN {_ID} m ON m.person_id = q.person_id AND m.merged_into IS NULL"
+        )
+        if reserve is not None:
+            sql += (
+                " UNION ALL SELECT 1, NULL, NULL, s.id, i.merged_into, i.person_id::text, NULL "
+                f"FROM s LEFT JOIN {_ID} i ON i.authority = {p} AND i.value = {p} || s.id"
+            )
+            params += [reserve[1], reserve[2]]
+        cur = self.cursor(conn)
+        cur.execute(render(conn, [*([(begin, ())] if begin else []), (sql, params)]))
         while cur.nextset():  # the result of the last statement
             pass
         found: dict[Key, tuple[str, str, int, str | None]] = {}
         members: dict[int, list[Key]] = {}
-        for authority, value, person, merged, m_authority, m_value in cur.fetchall():
+        reserved: list[tuple[int, tuple[int, str | None] | None]] = []
+        for kind, authority, value, person, merged, m_authority, m_value in cur.fetchall():
+            if kind == 1:  # a reserved number; m_authority: the person of its allocated ID
+                reserved.append(
+                    (int(person), (int(m_authority), merged) if m_authority is not None else None)
+                )
+                continue
             found[(str(authority), str(value))] = (str(authority), str(value), int(person), merged)
             known = members.setdefault(int(person), [])
             if m_authority is not None and (str(m_authority), str(m_value)) not in known:
                 known.append((str(m_authority), str(m_value)))
-        return list(found.values()), members
+        return list(found.values()), members, sorted(reserved)
 
     def aliases(self, conn: Connection, key: Key) -> tuple[bool, str | None, list[Key]]:
         """(known, merged_into, active identifiers of its person) of one identifier, in one query."""

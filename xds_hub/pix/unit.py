@@ -60,22 +60,41 @@ class FeedUnit:
     def preload(self, conn: Connection, keys: Iterable[Key], begin: str = "") -> None:
         """Load ``keys`` (and the members of their persons) in as few queries as possible;
         ``begin`` (PostgreSQL: the statements opening the write transaction) goes with the first."""
-        missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
+        self._preload(conn, list(keys), begin, None)
+
+    def preload_feeds(self, conn: Connection, feeds: Sequence[Sequence[Key]], begin: str = "") -> None:
+        """:meth:`preload` the keys of the batch's feeds; on PostgreSQL, when they fit in one
+        query, the person numbers of the feeds that are new are reserved in the same query."""
+        keys = [k for feed in feeds for k in feed]
+        numbers = [n for n, feed in enumerate(feeds) for _ in feed]
+        self._preload(conn, keys, begin, numbers if len(keys) <= CHUNK else None)
+
+    def _preload(self, conn: Connection, keys: list[Key], begin: str, numbers: list[int] | None) -> None:
         if self.sql.dialect != "sqlite":
             # One query per chunk for the identifiers and their persons' members.
+            if numbers is not None and keys:
+                found, members, reserved = self.sql.load_members(
+                    conn, keys, begin, (numbers, *self._allocated)
+                )
+                for key in keys:
+                    self._rows.setdefault(key, None)
+                self._take(found, members)
+                authority, prefix = self._allocated
+                for person, row in reserved:
+                    self._rows[(authority, f"{prefix}{person}")] = row
+                self._reserved += [person for person, _ in reserved]
+                return
+            missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
             if not missing and begin:
                 self.sql.script(conn, [(begin, ())])
             for lo in range(0, len(missing), CHUNK):
                 chunk = missing[lo : lo + CHUNK]
                 for key in chunk:
                     self._rows[key] = None
-                found, members = self.sql.load_members(conn, chunk, begin if lo == 0 else "")
-                for a, v, person, merged in found:
-                    self._rows[(a, v)] = (person, merged)
-                for person, keys_of in members.items():
-                    # What this batch wrote for an already known person is in its own list.
-                    self._members.setdefault(person, keys_of)
+                found, members, _ = self.sql.load_members(conn, chunk, begin if lo == 0 else "")
+                self._take(found, members)
             return
+        missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
         persons: set[int] = set()
         for lo in range(0, len(missing), CHUNK):
             chunk = missing[lo : lo + CHUNK]
@@ -90,6 +109,13 @@ class FeedUnit:
                 self._members[person] = keys_of
             for person in todo[lo : lo + CHUNK]:
                 self._members.setdefault(person, [])
+
+    def _take(self, found: list[tuple[str, str, int, str | None]], members: dict[int, list[Key]]) -> None:
+        for a, v, person, merged in found:
+            self._rows[(a, v)] = (person, merged)
+        for person, keys_of in members.items():
+            # What this batch wrote for an already known person is in its own list.
+            self._members.setdefault(person, keys_of)
 
     def load(self, conn: Connection, keys: Sequence[Key]) -> list[tuple[str, str, int, str | None]]:
         self.preload(conn, keys)

@@ -208,15 +208,17 @@ class CrossReference:
         :meth:`xds_hub.pix.session.DbSession.write` with ``begin=False``)."""
         allocated = (self.domain.assigning_authority, self.pix.id_prefix)
         unit = FeedUnit(self._direct(conn), allocated, len(events))
-        keys: list[tuple[str, str]] = []
+        feeds: list[list[tuple[str, str]]] = []
         for event in events:
+            keys: list[tuple[str, str]] = []
             for raw in (*event.ids, *event.other_ids):
                 try:
                     ident = self.resolve(raw, event.source)
                 except Hl7Error:
                     continue
                 keys.append((ident.authority, ident.value))
-        unit.preload(conn, keys, begin)
+            feeds.append(keys)
+        unit.preload_feeds(conn, feeds, begin)
         self._units[conn] = unit
         try:
             yield unit
