@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import sys
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -171,11 +170,6 @@ class MllpActor:
 
     #: Seconds a connection may stay silent before the hub closes it.
     IDLE_TIMEOUT = 900.0
-    #: The interpreter's thread switch interval in the actors process (seconds; Python's default
-    #: is 0.005): a connection whose database answer has arrived waits at most this long for the
-    #: GIL while another thread computes (the PIX audit queue rendering a batch of ITI-9 records,
-    #: another connection parsing), instead of up to 5 ms, the ITI-9 latency aim.
-    SWITCH_INTERVAL = 0.0005
 
     def __init__(self, settings: Settings, stores: Stores) -> None:
         from xds_hub.audit.alerts import refusal_recorder
@@ -204,7 +198,6 @@ class MllpActor:
         sock.listen(128)
         sock.settimeout(0.5)
         self._listener = sock
-        sys.setswitchinterval(min(sys.getswitchinterval(), self.SWITCH_INTERVAL))
         self.notifier.start()
         self.auditing.queue.start()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="mllp-accept", daemon=True)
