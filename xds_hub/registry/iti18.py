@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 from lxml import etree
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from xds_hub import ns
 from xds_hub.domain.metadata import ObjectRef, RegistryObject
@@ -35,6 +34,7 @@ from xds_hub.ebxml.render import render_adhoc_query_response
 from xds_hub.ebxml.render_bytes import Unsupported, adhoc_query_response_xml
 from xds_hub.errors import ErrorCode, FaultCode, Problem, SoapFault, XdsError
 from xds_hub.log import get_logger
+from xds_hub.registry.responses import REGISTRY_INTERNAL_ERROR, database_errors
 from xds_hub.registry.sqlquery import execute
 from xds_hub.soap.types import SoapRequest, SoapResponse
 from xds_hub.storage.db import read_transaction
@@ -96,23 +96,22 @@ def _check_community(request: StoredQueryRequest, settings: Settings) -> None:
 def run(stores: Stores, settings: Settings, request: StoredQueryRequest) -> list[RegistryObject | ObjectRef]:
     """Run a typed stored query request against the registry.  Raises XdsError."""
     _check_community(request, settings)
-    try:
-        with read_transaction(stores.engine) as conn:
-            return execute(
-                conn,
-                request.params,
-                request.return_type,
-                max_results=settings.max_query_results,
-                home_community_id=settings.domain.home_community_id,
-            )
-    except OperationalError:
-        log.exception("ITI-18: the registry database is unavailable")
-        raise XdsError.one(
-            ErrorCode.REGISTRY_BUSY, "the registry cannot answer now; please retry later"
-        ) from None
-    except SQLAlchemyError:
-        log.exception("ITI-18: database failure")
-        raise XdsError.one(ErrorCode.REGISTRY_ERROR, "the registry could not run the query") from None
+    with (
+        database_errors(
+            log,
+            "ITI-18",
+            "the registry cannot answer now; please retry later",
+            "the registry could not run the query",
+        ),
+        read_transaction(stores.engine) as conn,
+    ):
+        return execute(
+            conn,
+            request.params,
+            request.return_type,
+            max_results=settings.max_query_results,
+            home_community_id=settings.domain.home_community_id,
+        )
 
 
 def _wire_type(return_type: ReturnType) -> Literal["LeafClass", "ObjectRef"]:
@@ -136,7 +135,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         raise
     except Exception:
         log.exception("ITI-18 failed unexpectedly")
-        return _failure((Problem(ErrorCode.REGISTRY_ERROR, "internal error of the Document Registry"),))
+        return _failure((REGISTRY_INTERNAL_ERROR,))
     log.info(
         "ITI-18 answered",
         extra={"query": query.params.query_id.name, "objects": len(objects)},

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-
 from xds_hub.domain.validate import validate_submission
-from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
+from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.ebxml.parse import parse_submit_objects_request
-from xds_hub.ebxml.render import render_registry_response
-from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, SoapFault, XdsError
+from xds_hub.errors import FaultCode, ParseError, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.group_commit import group_commit
 from xds_hub.registry.register import RegistrationResult, register_submission
+from xds_hub.registry.responses import REGISTRY_INTERNAL_ERROR, database_errors, registry_response
 from xds_hub.security.guard import authorize_submission
 from xds_hub.soap.types import SoapRequest, SoapResponse
 
@@ -41,22 +39,13 @@ log = get_logger("xds_hub.registry.iti42")
 def register_document_set(stores: Stores, settings: Settings, submission: Submission) -> RegistrationResult:
     """Validate (as ITI-42) and register ``submission``, atomically.  Raises XdsError."""
     validated = validate_submission(submission, settings.domain, for_repository=False)
-    try:
+    with database_errors(
+        log,
+        "ITI-42",
+        "the registry cannot register now; please retry later",
+        "the registry could not store the submission",
+    ):
         return group_commit(stores.engine).run(lambda conn: register_submission(conn, validated, settings))
-    except OperationalError:
-        log.exception("ITI-42: the registry database is unavailable")
-        raise XdsError.one(
-            ErrorCode.REGISTRY_BUSY, "the registry cannot register now; please retry later"
-        ) from None
-    except SQLAlchemyError:
-        log.exception("ITI-42: database failure")
-        raise XdsError.one(ErrorCode.REGISTRY_ERROR, "the registry could not store the submission") from None
-
-
-def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
-    failed = any(p.severity is Severity.ERROR for p in problems)
-    status = ResponseStatus.FAILURE if failed else ResponseStatus.SUCCESS
-    return SoapResponse(action=SoapAction.ITI42_RESPONSE, body=render_registry_response(status, problems))
 
 
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
@@ -66,19 +55,19 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
     except ParseError as exc:
         raise SoapFault(FaultCode.SENDER, f"not a SubmitObjectsRequest: {exc}") from None
     except XdsError as exc:
-        return _response(exc.problems)
+        return registry_response(SoapAction.ITI42_RESPONSE, exc.problems)
     try:
         authorize_submission(request, submission, settings, stores, "ITI-42")
     except XdsError as exc:
-        return _response(exc.problems)
+        return registry_response(SoapAction.ITI42_RESPONSE, exc.problems)
     try:
         result = register_document_set(stores, settings, submission)
     except XdsError as exc:
         log.info("ITI-42 rejected", extra={"codes": sorted({p.code.value for p in exc.problems})})
-        return _response(exc.problems)
+        return registry_response(SoapAction.ITI42_RESPONSE, exc.problems)
     except Exception:
         log.exception("ITI-42 failed unexpectedly")
-        return _response((Problem(ErrorCode.REGISTRY_ERROR, "internal error of the Document Registry"),))
+        return registry_response(SoapAction.ITI42_RESPONSE, (REGISTRY_INTERNAL_ERROR,))
     log.info(
         "ITI-42 registered",
         extra={
@@ -87,4 +76,4 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
             "deprecated": len(result.deprecated_ids),
         },
     )
-    return _response(result.warnings)
+    return registry_response(SoapAction.ITI42_RESPONSE, result.warnings)

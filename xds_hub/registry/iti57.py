@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-
-from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
+from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.ebxml.parse import parse_submit_objects_request
-from xds_hub.ebxml.render import render_registry_response
-from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, SoapFault, XdsError
+from xds_hub.errors import FaultCode, ParseError, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.admin import authorize_admin
+from xds_hub.registry.responses import REGISTRY_INTERNAL_ERROR, database_errors, registry_response
 from xds_hub.registry.update import UpdateResult, apply_update
 from xds_hub.registry.update_request import read_update_request
 from xds_hub.soap.types import SoapRequest, SoapResponse
@@ -40,23 +38,16 @@ log = get_logger("xds_hub.registry.iti57")
 def update_document_set(stores: Stores, settings: Settings, submission: Submission) -> UpdateResult:
     """Read ``submission`` as an ITI-57 request and apply it, atomically.  Raises XdsError."""
     request = read_update_request(submission, settings.domain)
-    try:
-        with write_transaction(stores.engine) as conn:
-            return apply_update(conn, request, settings)
-    except OperationalError:
-        log.exception("ITI-57: the registry database is unavailable")
-        raise XdsError.one(
-            ErrorCode.REGISTRY_BUSY, "the registry cannot update metadata now; please retry later"
-        ) from None
-    except SQLAlchemyError:
-        log.exception("ITI-57: database failure")
-        raise XdsError.one(ErrorCode.REGISTRY_ERROR, "the registry could not store the update") from None
-
-
-def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
-    failed = any(p.severity is Severity.ERROR for p in problems)
-    status = ResponseStatus.FAILURE if failed else ResponseStatus.SUCCESS
-    return SoapResponse(action=SoapAction.ITI57_RESPONSE, body=render_registry_response(status, problems))
+    with (
+        database_errors(
+            log,
+            "ITI-57",
+            "the registry cannot update metadata now; please retry later",
+            "the registry could not store the update",
+        ),
+        write_transaction(stores.engine) as conn,
+    ):
+        return apply_update(conn, request, settings)
 
 
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
@@ -67,15 +58,15 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
     except ParseError as exc:
         raise SoapFault(FaultCode.SENDER, f"not a SubmitObjectsRequest: {exc}") from None
     except XdsError as exc:
-        return _response(exc.problems)
+        return registry_response(SoapAction.ITI57_RESPONSE, exc.problems)
     try:
         result = update_document_set(stores, settings, submission)
     except XdsError as exc:
         log.info("ITI-57 rejected", extra={"codes": sorted({p.code.value for p in exc.problems})})
-        return _response(exc.problems)
+        return registry_response(SoapAction.ITI57_RESPONSE, exc.problems)
     except Exception:
         log.exception("ITI-57 failed unexpectedly")
-        return _response((Problem(ErrorCode.REGISTRY_ERROR, "internal error of the Document Registry"),))
+        return registry_response(SoapAction.ITI57_RESPONSE, (REGISTRY_INTERNAL_ERROR,))
     log.info(
         "ITI-57 applied",
         extra={
@@ -84,4 +75,4 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
             "status_changes": len(result.status_changes),
         },
     )
-    return _response(result.warnings)
+    return registry_response(SoapAction.ITI57_RESPONSE, result.warnings)

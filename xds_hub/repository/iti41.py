@@ -41,14 +41,14 @@ from xds_hub import ns
 from xds_hub.domain.evolve import evolve
 from xds_hub.domain.metadata import DocumentEntry, Submission
 from xds_hub.domain.validate import validate_submission
-from xds_hub.domain.vocabulary import KOS_FORMAT_CODE, KOS_FORMAT_SCHEME, ResponseStatus, SoapAction
+from xds_hub.domain.vocabulary import KOS_FORMAT_CODE, KOS_FORMAT_SCHEME, SoapAction
 from xds_hub.ebxml import wire
 from xds_hub.ebxml.parse import parse_provide_and_register
-from xds_hub.ebxml.render import render_registry_response
-from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, Severity, SoapFault, XdsError
+from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.group_commit import group_commit
 from xds_hub.registry.register import RegistrationResult, register_submission
+from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR, registry_response
 from xds_hub.repository.store import StoredDocument, find_documents, insert_with_registration
 from xds_hub.repository.sweep import missing_blobs
 from xds_hub.security.guard import authorize_submission
@@ -370,12 +370,6 @@ def provide_and_register(
 # ---------------------------------------------------------------------------------------------
 
 
-def _response(problems: tuple[Problem, ...] = ()) -> SoapResponse:
-    failed = any(p.severity is Severity.ERROR for p in problems)
-    status = ResponseStatus.FAILURE if failed else ResponseStatus.SUCCESS
-    return SoapResponse(action=SoapAction.ITI41_RESPONSE, body=render_registry_response(status, problems))
-
-
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:
     """ITI-41: store the documents and register their metadata; answer rs:RegistryResponse.
 
@@ -391,10 +385,10 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         result = provide_and_register(stores, settings, submission, contents, problems=problems)
     except XdsError as exc:
         log.info("ITI-41 rejected", extra={"codes": sorted({p.code.value for p in exc.problems})})
-        return _response(exc.problems)
+        return registry_response(SoapAction.ITI41_RESPONSE, exc.problems)
     except SoapFault:
         raise
     except Exception:
         log.exception("ITI-41 failed unexpectedly")
-        return _response((Problem(ErrorCode.REPOSITORY_ERROR, "internal error of the Document Repository"),))
-    return _response(result.warnings)
+        return registry_response(SoapAction.ITI41_RESPONSE, (REPOSITORY_INTERNAL_ERROR,))
+    return registry_response(SoapAction.ITI41_RESPONSE, result.warnings)

@@ -24,6 +24,7 @@ from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
 from xds_hub.ebxml.render import render_registry_response
 from xds_hub.errors import ErrorCode, FaultCode, Problem, Severity, SoapFault
 from xds_hub.log import get_logger
+from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR
 from xds_hub.repository.store import StoredDocument, find_documents
 from xds_hub.soap.types import OutAttachment, SoapRequest, SoapResponse
 from xds_hub.storage.db import read_transaction
@@ -182,10 +183,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         found, problems = locate(requests, stores, settings)
     except Exception:
         log.exception("ITI-43 failed unexpectedly")
-        found, problems = (
-            [],
-            [Problem(ErrorCode.REPOSITORY_ERROR, "internal error of the Document Repository")],
-        )
+        found, problems = [], [REPOSITORY_INTERNAL_ERROR]
     parts = [(doc, _content_id(i)) for i, doc in enumerate(found)]
     body = render_retrieve_response(parts, problems, len(requests))
     attachments = [

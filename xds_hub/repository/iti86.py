@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 from sqlalchemy import delete
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from xds_hub import ns
 from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
@@ -44,6 +43,7 @@ from xds_hub.ebxml.render import render_registry_response
 from xds_hub.errors import ErrorCode, FaultCode, Problem, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.admin import authorize_admin
+from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR, database_errors
 from xds_hub.repository.iti43 import DocumentRequest
 from xds_hub.repository.store import StoredDocument, find_documents
 from xds_hub.repository.sweep import discard_blobs
@@ -178,18 +178,14 @@ def remove_documents(
             refused[index] = problem
     removed: list[StoredDocument] = []
     if wanted:
-        try:
+        with database_errors(
+            log,
+            "ITI-86",
+            "the repository cannot remove documents now; please retry later",
+            "the repository could not remove documents",
+            actor="repository",
+        ):
             removed = _delete_rows(stores, wanted)
-        except OperationalError:
-            log.exception("ITI-86: the repository database is unavailable")
-            raise XdsError.one(
-                ErrorCode.REPOSITORY_BUSY, "the repository cannot remove documents now; please retry later"
-            ) from None
-        except SQLAlchemyError:
-            log.exception("ITI-86: database failure")
-            raise XdsError.one(
-                ErrorCode.REPOSITORY_ERROR, "the repository could not remove documents"
-            ) from None
     gone = {d.unique_id for d in removed}
     for index, req in enumerate(requests):
         if index not in refused and req.document_unique_id not in gone:
@@ -220,7 +216,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
     except Exception:
         log.exception("ITI-86 failed unexpectedly")
         status = ResponseStatus.FAILURE
-        problems = (Problem(ErrorCode.REPOSITORY_ERROR, "internal error of the Document Repository"),)
+        problems = (REPOSITORY_INTERNAL_ERROR,)
     else:
         log.info(
             "ITI-86 removed",
