@@ -10,6 +10,7 @@ Names are file names anywhere under ``schemas/``: ``lcm.xsd``, ``query.xsd``, ``
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -47,11 +48,21 @@ def schema_path(name: str) -> Path:
     return matches[0]
 
 
-@cache
+#: libxml2 cannot compile schemas, nor run one validator, in several threads at once (tests whose
+#: client threads validate concurrently failed with "...namespace}lang does not resolve").
+_LXML_LOCK = threading.RLock()
+
+
 def oracle_schema(name: str) -> etree.XMLSchema:
     """The compiled official schema ``name`` (skips the test when the oracle folder is absent)."""
     if not oracle_available():
         pytest.skip(f"oracle schemas not found at {SCHEMAS}")
+    with _LXML_LOCK:
+        return _compiled(name)
+
+
+@cache
+def _compiled(name: str) -> etree.XMLSchema:
     parser = etree.XMLParser(no_network=True)
     parser.resolvers.add(_CatalogResolver())
     doc = etree.parse(str(schema_path(name)), parser)
@@ -63,8 +74,9 @@ def assert_valid(name: str, element: etree._Element) -> None:
     schema = oracle_schema(name)
     # Validate a re-parsed copy so that namespace declarations are exactly what the bytes say.
     copy = etree.fromstring(etree.tostring(element))
-    if not schema.validate(copy):
-        raise AssertionError(f"not valid against {name}:\n{schema.error_log}")
+    with _LXML_LOCK:
+        if not schema.validate(copy):
+            raise AssertionError(f"not valid against {name}:\n{schema.error_log}")
 
 
 def sample_paths(folder: str, pattern: str = "*") -> list[Path]:
