@@ -64,20 +64,32 @@ def _text(parent: etree._Element, local: str) -> str | None:
     return child.text.strip() or None
 
 
+def read_document_request(elem: etree._Element) -> DocumentRequest | None:
+    """The ids an xdsb:DocumentRequest element names (ITI TF-2 3.43.4.1.2; also in ITI-86 and RAD-69
+    requests), each stripped; None when it lacks a RepositoryUniqueId or a DocumentUniqueId."""
+    repo = _text(elem, "RepositoryUniqueId")
+    doc = _text(elem, "DocumentUniqueId")
+    if repo is None or doc is None:
+        return None
+    return DocumentRequest(repo, doc, _text(elem, "HomeCommunityId"))
+
+
+def document_request(elem: etree._Element) -> DocumentRequest:
+    """:func:`read_document_request`, with a SOAP Sender fault where it finds no ids (ITI-43, ITI-86)."""
+    req = read_document_request(elem)
+    if req is None:
+        raise SoapFault(
+            FaultCode.SENDER,
+            "each xdsb:DocumentRequest needs a RepositoryUniqueId and a DocumentUniqueId",
+        )
+    return req
+
+
 def parse_retrieve_request(body: etree._Element) -> list[DocumentRequest]:
     """The DocumentRequests of an xdsb:RetrieveDocumentSetRequest; SoapFault when it is not one."""
     if body.tag != _x("RetrieveDocumentSetRequest"):
         raise SoapFault(FaultCode.SENDER, f"expected xdsb:RetrieveDocumentSetRequest, got {body.tag}")
-    requests: list[DocumentRequest] = []
-    for elem in body.iterchildren(_x("DocumentRequest")):
-        repo = _text(elem, "RepositoryUniqueId")
-        doc = _text(elem, "DocumentUniqueId")
-        if repo is None or doc is None:
-            raise SoapFault(
-                FaultCode.SENDER,
-                "each xdsb:DocumentRequest needs a RepositoryUniqueId and a DocumentUniqueId",
-            )
-        requests.append(DocumentRequest(repo, doc, _text(elem, "HomeCommunityId")))
+    requests = [document_request(elem) for elem in body.iterchildren(_x("DocumentRequest"))]
     if not requests:
         raise SoapFault(FaultCode.SENDER, "xdsb:RetrieveDocumentSetRequest has no xdsb:DocumentRequest")
     return requests

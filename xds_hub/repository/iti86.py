@@ -44,7 +44,7 @@ from xds_hub.errors import ErrorCode, FaultCode, Problem, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.admin import authorize_admin
 from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR, database_errors
-from xds_hub.repository.iti43 import DocumentRequest
+from xds_hub.repository.iti43 import DocumentRequest, document_request
 from xds_hub.repository.store import StoredDocument, find_documents
 from xds_hub.repository.sweep import discard_blobs
 from xds_hub.soap.types import SoapRequest, SoapResponse
@@ -83,13 +83,6 @@ def _x(local: str) -> str:
     return ns.qn(ns.XDSB, local)
 
 
-def _text(parent: etree._Element, local: str) -> str | None:
-    child = parent.find(_x(local))
-    if child is None or child.text is None:
-        return None
-    return child.text.strip() or None
-
-
 def parse_remove_documents_request(body: etree._Element) -> list[DocumentRequest]:
     """The xdsb:DocumentRequests of an rmd:RemoveDocumentsRequest, duplicates removed; SoapFault
     when the body is not one (wrong element, a DocumentRequest without RepositoryUniqueId or
@@ -102,13 +95,8 @@ def parse_remove_documents_request(body: etree._Element) -> list[DocumentRequest
             continue
         if elem.tag != _x("DocumentRequest"):
             raise SoapFault(FaultCode.SENDER, f"unexpected element {elem.tag} in rmd:RemoveDocumentsRequest")
-        repo, doc = _text(elem, "RepositoryUniqueId"), _text(elem, "DocumentUniqueId")
-        if repo is None or doc is None:
-            raise SoapFault(
-                FaultCode.SENDER,
-                "each xdsb:DocumentRequest needs a RepositoryUniqueId and a DocumentUniqueId",
-            )
-        found.setdefault((repo, doc), DocumentRequest(repo, doc, _text(elem, "HomeCommunityId")))
+        req = document_request(elem)
+        found.setdefault((req.repository_unique_id, req.document_unique_id), req)
     if not found:
         raise SoapFault(FaultCode.SENDER, "rmd:RemoveDocumentsRequest has no xdsb:DocumentRequest")
     return list(found.values())
