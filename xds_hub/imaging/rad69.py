@@ -35,7 +35,12 @@ from xds_hub.imaging import files
 from xds_hub.imaging.kos import MIME_DICOM
 from xds_hub.imaging.query import StoredInstance, instances
 from xds_hub.log import get_logger
-from xds_hub.repository.iti43 import DocumentRequest, RetrievedDocument, render_retrieve_response
+from xds_hub.repository.iti43 import (
+    DocumentRequest,
+    RetrievedDocument,
+    read_document_request,
+    render_retrieve_response,
+)
 from xds_hub.repository.store import StoredDocument
 from xds_hub.soap.types import OutAttachment, SoapRequest, SoapResponse
 
@@ -80,11 +85,6 @@ def _b(local: str) -> str:
     return ns.qn(ns.XDSB, local)
 
 
-def _child_text(parent: etree._Element, tag: str) -> str | None:
-    child = parent.find(tag)
-    return (child.text or "").strip() or None if child is not None else None
-
-
 def parse_request(body: etree._Element) -> ImagingRequest:
     """The request; SoapFault when the body is not one, RequestError when it is incomplete."""
     if body.tag != _i("RetrieveImagingDocumentSetRequest"):
@@ -107,16 +107,12 @@ def parse_request(body: etree._Element) -> ImagingRequest:
             if not docs:
                 raise RequestError(f"SeriesRequest {series_uid} has no DocumentRequest")
             for doc in docs:
-                repo, uid = (
-                    _child_text(doc, _b("RepositoryUniqueId")),
-                    _child_text(doc, _b("DocumentUniqueId")),
-                )
-                if not repo or not uid:
+                document = read_document_request(doc)
+                if document is None:
                     raise RequestError(
                         "each DocumentRequest needs a RepositoryUniqueId and a DocumentUniqueId"
                     )
-                home = _child_text(doc, _b("HomeCommunityId"))
-                wanted.append(InstanceRequest(study_uid, series_uid, DocumentRequest(repo, uid, home)))
+                wanted.append(InstanceRequest(study_uid, series_uid, document))
     if not wanted:
         raise RequestError("the request has no StudyRequest")
     syntax_list = body.find(_i("TransferSyntaxUIDList"))
