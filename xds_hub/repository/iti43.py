@@ -129,34 +129,48 @@ def render_retrieve_response(
     return root
 
 
+def foreign_problem(req: DocumentRequest, settings: Settings) -> Problem | None:
+    """The problem of a request for another community (XDSUnknownCommunity) or another repository
+    (XDSUnknownRepositoryId), located at its DocumentUniqueId; None when it is for this repository."""
+    domain = settings.domain
+    if req.home_community_id and req.home_community_id != domain.home_community_id:
+        return Problem(
+            ErrorCode.UNKNOWN_COMMUNITY,
+            f"homeCommunityId {req.home_community_id} is not this community ({domain.home_community_id})",
+            req.document_unique_id,
+        )
+    if req.repository_unique_id != domain.repository_unique_id:
+        return Problem(
+            ErrorCode.UNKNOWN_REPOSITORY_ID,
+            f"repositoryUniqueId {req.repository_unique_id} is not this repository "
+            f"({domain.repository_unique_id})",
+            req.document_unique_id,
+        )
+    return None
+
+
+def no_document_problem(req: DocumentRequest) -> Problem:
+    """The problem of a request for a document this repository does not hold (ITI TF-2 3.43.4.2.3,
+    3.86.4.1.3; ITI TF-3 Table 4.2.4.1-2)."""
+    return Problem(
+        ErrorCode.DOCUMENT_UNIQUE_ID_ERROR,
+        f"repository {req.repository_unique_id} holds no document {req.document_unique_id}",
+        req.document_unique_id,
+    )
+
+
 def locate(
     requests: Sequence[DocumentRequest], stores: Stores, settings: Settings
 ) -> tuple[list[RetrievedDocument], list[Problem]]:
     """Resolve each request to a stored document, or to the problem that prevents it."""
-    domain = settings.domain
     problems: list[Problem] = []
     wanted: list[DocumentRequest] = []
     for req in requests:
-        if req.home_community_id and req.home_community_id != domain.home_community_id:
-            problems.append(
-                Problem(
-                    ErrorCode.UNKNOWN_COMMUNITY,
-                    f"homeCommunityId {req.home_community_id} is not this community "
-                    f"({domain.home_community_id})",
-                    req.document_unique_id,
-                )
-            )
-        elif req.repository_unique_id != domain.repository_unique_id:
-            problems.append(
-                Problem(
-                    ErrorCode.UNKNOWN_REPOSITORY_ID,
-                    f"repositoryUniqueId {req.repository_unique_id} is not this repository "
-                    f"({domain.repository_unique_id})",
-                    req.document_unique_id,
-                )
-            )
-        else:
+        problem = foreign_problem(req, settings)
+        if problem is None:
             wanted.append(req)
+        else:
+            problems.append(problem)
     found: list[RetrievedDocument] = []
     if wanted:
         with read_transaction(stores.engine) as conn:
@@ -164,13 +178,7 @@ def locate(
         for req in wanted:
             doc = stored.get(req.document_unique_id)
             if doc is None:
-                problems.append(
-                    Problem(  # ITI TF-2 3.43.4.2.3; ITI TF-3 Table 4.2.4.1-2
-                        ErrorCode.DOCUMENT_UNIQUE_ID_ERROR,
-                        f"repository {req.repository_unique_id} holds no document {req.document_unique_id}",
-                        req.document_unique_id,
-                    )
-                )
+                problems.append(no_document_problem(req))
             elif not stores.blobs.exists(doc.blob_key):
                 log.error(
                     "registered document has no blob",

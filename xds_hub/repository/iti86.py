@@ -40,11 +40,11 @@ from sqlalchemy import delete
 from xds_hub import ns
 from xds_hub.domain.vocabulary import ResponseStatus, SoapAction
 from xds_hub.ebxml.render import render_registry_response
-from xds_hub.errors import ErrorCode, FaultCode, Problem, SoapFault, XdsError
+from xds_hub.errors import FaultCode, Problem, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.admin import authorize_admin
 from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR, database_errors
-from xds_hub.repository.iti43 import DocumentRequest, document_request
+from xds_hub.repository.iti43 import DocumentRequest, document_request, foreign_problem, no_document_problem
 from xds_hub.repository.store import StoredDocument, find_documents
 from xds_hub.repository.sweep import discard_blobs
 from xds_hub.soap.types import SoapRequest, SoapResponse
@@ -114,24 +114,6 @@ def render_remove_documents_request(requests: Sequence[DocumentRequest]) -> etre
     return root
 
 
-def _foreign(req: DocumentRequest, settings: Settings) -> Problem | None:
-    domain = settings.domain
-    if req.home_community_id and req.home_community_id != domain.home_community_id:
-        return Problem(
-            ErrorCode.UNKNOWN_COMMUNITY,
-            f"homeCommunityId {req.home_community_id} is not this community ({domain.home_community_id})",
-            req.document_unique_id,
-        )
-    if req.repository_unique_id != domain.repository_unique_id:
-        return Problem(
-            ErrorCode.UNKNOWN_REPOSITORY_ID,
-            f"repositoryUniqueId {req.repository_unique_id} is not this repository "
-            f"({domain.repository_unique_id})",
-            req.document_unique_id,
-        )
-    return None
-
-
 def _delete_rows(stores: Stores, wanted: Sequence[DocumentRequest]) -> list[StoredDocument]:
     """Delete the rows of the documents of ``wanted`` that the repository holds; returns them."""
     t = repository_document
@@ -159,7 +141,7 @@ def remove_documents(
     refused: dict[int, Problem] = {}
     wanted: list[DocumentRequest] = []
     for index, req in enumerate(requests):
-        problem = _foreign(req, settings)
+        problem = foreign_problem(req, settings)
         if problem is None:
             wanted.append(req)
         else:
@@ -177,11 +159,7 @@ def remove_documents(
     gone = {d.unique_id for d in removed}
     for index, req in enumerate(requests):
         if index not in refused and req.document_unique_id not in gone:
-            refused[index] = Problem(
-                ErrorCode.DOCUMENT_UNIQUE_ID_ERROR,
-                f"repository {req.repository_unique_id} holds no document {req.document_unique_id}",
-                req.document_unique_id,
-            )
+            refused[index] = no_document_problem(req)
     problems = [refused[i] for i in sorted(refused)]
     deleted: list[str] = []
     if removed:
