@@ -3,6 +3,7 @@
 Each xdsb:DocumentRequest names a RepositoryUniqueId, a DocumentUniqueId and optionally a
 HomeCommunityId.  A request for another community is XDSUnknownCommunity, for another
 repository XDSUnknownRepositoryId, for a document this repository does not hold
+XDSDocumentUniqueIdError, and for one it registered whose stored content is gone
 XDSMissingDocument; each error's location is the DocumentUniqueId.  Every document found is
 returned as an MTOM part streamed from the blob store, with the mimeType it was submitted with.
 The RegistryResponse status is Success when every document is returned, PartialSuccess when
