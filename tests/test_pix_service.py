@@ -3,6 +3,7 @@ error 207 (v2) / an AR acknowledgement (v3), so that the sender retries; replies
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from lxml import etree
 
 from tests.oracle import SAMPLES, assert_valid
 from tests.pix_support import HOPA, adt, cx, errors, new_id, qbp
+from xds_hub.audit.recorder import recorder_for
 from xds_hub.config import DEMO_DOMAIN, Establishment, Settings
 from xds_hub.domain.vocabulary import SoapAction
 from xds_hub.pix import hl7v2, iti44
@@ -39,7 +41,7 @@ def test_pix_unwritable_database_answers_ar_207(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_iti44_unwritable_database_answers_ar(tmp_path: Path) -> None:
+def test_iti44_unwritable_database_answers_ar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = SAMPLES / "pixv3" / "PIX_FEED_REG_Maximal_Request.xml"
     if not path.is_file():
         pytest.skip("sample not found")
@@ -61,4 +63,9 @@ def test_iti44_unwritable_database_answers_ar(tmp_path: Path) -> None:
     assert response.body.xpath(
         "v3:acknowledgement/v3:acknowledgementDetail/v3:code/@code", namespaces=ns
     ) == ["207"]
+    # Its audit record cannot be stored either: the recorder reports it as dropped when it stops.
+    with caplog.at_level(logging.ERROR, logger="xds_hub.audit.recorder"):
+        recorder_for(engine).close(timeout=0.5)
+    dropped = [r for r in caplog.records if r.getMessage() == "audit record dropped (not stored before exit)"]
+    assert len(dropped) == 1 and "ITI-44" in dropped[0].audit_message
     engine.dispose()
