@@ -184,7 +184,8 @@ def bulk_load(url: str, count: int) -> float:
                     copy.write_row((f"XH{i}^^^&{AFFINITY}&ISO", now, None))
             cur.execute("SELECT setval(pg_get_serial_sequence('pix_person', 'id'), %s)", (count,))
             db.commit()
-        # VACUUM as well (autovacuum would otherwise visit the fresh 2 M rows during the first run).
+        # VACUUM as well: where autovacuum runs, it would otherwise visit the fresh 2 M rows during
+        # the first run (this machine kind's server runs without it).
         # Only the loaded tables: an ANALYZE of the still empty audit tables records them as empty,
         # and the plan of the audit_patient foreign-key check that each server backend then caches
         # is a sequential scan of audit_record, kept while that table grows (found in this
