@@ -126,12 +126,13 @@ def record_many(messages: Sequence[AuditMessage], engine: Engine) -> None:
     on a database error (nothing of the batch is stored then)."""
     if not messages:
         return
+    rows = [_row(m) for m in messages]  # (the XML and JSON: before the SQLite writer lock)
     if is_sqlite(engine):
         with write_transaction(engine) as conn:  # queue with the hub's other SQLite writers
-            _insert_batch(conn, messages)
+            _insert_batch(conn, messages, rows)
         return
     with engine.begin() as conn:
-        _insert_batch(conn, messages)
+        _insert_batch(conn, messages, rows)
 
 
 #: The columns of ``audit_record`` an insert fills, ``id`` first (in :func:`_row`'s keys after it).
@@ -168,8 +169,11 @@ _SQLITE_INSERT_RECORDS: Final = _sqlite_insert(audit_record, _RECORD_COLUMNS)
 _SQLITE_INSERT_PATIENTS: Final = _sqlite_insert(audit_patient, _PATIENT_COLUMNS)
 
 
-def _insert_batch(conn: Connection, messages: Sequence[AuditMessage]) -> None:
-    """The whole batch in a few statements on the DB-API cursor, ids assigned before the insert.
+def _insert_batch(
+    conn: Connection, messages: Sequence[AuditMessage], rows: Sequence[dict[str, object]]
+) -> None:
+    """The whole batch (``rows``: :func:`_row` of each message) in a few statements on the DB-API
+    cursor, ids assigned before the insert.
 
     (Through SQLAlchemy's multi-row ``INSERT ... RETURNING`` each batch was a new statement text of
     hundreds of parameters that psycopg parsed and PostgreSQL planned afresh: ~1 ms of hub CPU and
@@ -177,7 +181,6 @@ def _insert_batch(conn: Connection, messages: Sequence[AuditMessage]) -> None:
     transaction (``BEGIN IMMEDIATE``), so ids after the current largest are free, as SQLite itself
     would pick them; PostgreSQL: ids from the table's sequence.
     """
-    rows = [_row(m) for m in messages]
     sqlite = conn.dialect.name == "sqlite"
     with dbapi.cursor(conn) as cur:
         if sqlite:

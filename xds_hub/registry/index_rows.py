@@ -153,13 +153,28 @@ def _base_row(obj: RegistryObject, seq: int) -> Row:
 
 
 def index_rows(objects: Sequence[RegistryObject], seq: int) -> Tables:
-    """Every row of ``objects`` (registered with ``seq``), per table in insert order."""
+    """Every row of ``objects`` (registered with ``seq``), per table in insert order.
+
+    The rows do not depend on the registry's contents, so a registration builds them before it
+    takes the writer lock, with any ``seq``, and stamps the final one there (:func:`with_seq`)."""
     tables: Tables = {table: [] for table in COLUMNS}
     base = tables[registry_object]
     for obj in objects:
         base.append(_base_row(obj, seq))
         _INDEXERS[type(obj)](tables, obj)
     return tables
+
+
+def with_seq(tables: Tables, seq: int) -> Tables:
+    """``tables`` with ``seq`` in every registry_object row (the other tables do not carry it)."""
+    stamped = dict(tables)
+    stamped[registry_object] = [(*row[:-1], seq) for row in tables[registry_object]]
+    return stamped
+
+
+def merged(first: Tables, second: Tables) -> Tables:
+    """The rows of both, per table in insert order."""
+    return {table: first[table] + second[table] for table in COLUMNS}
 
 
 def _limits(table: Table, columns: tuple[str, ...]) -> tuple[tuple[int, str, int], ...]:

@@ -6,7 +6,7 @@ A Document Repository (another vendor's; the hub's own repository registers in-p
 validates it as an ITI-42 submission (:func:`xds_hub.domain.validate.validate_submission` with
 ``for_repository=False``: Stable DocumentEntries must carry hash, size and repositoryUniqueId, set by
 the repository, ITI TF-2 3.41.4.1.3.2 / 3.42.4.1.3), registers it in one serialised write
-transaction (:func:`xds_hub.registry.register.register_submission`) and answers an
+transaction (:func:`xds_hub.registry.register.register_prepared`) and answers an
 ``rs:RegistryResponse`` (ITI TF-2 3.42.4.2): Success (with any warnings), or Failure with a
 RegistryErrorList naming every problem, in which case nothing was registered.
 
@@ -23,7 +23,7 @@ from xds_hub.ebxml.parse import parse_submit_objects_request
 from xds_hub.errors import FaultCode, ParseError, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.group_commit import group_commit
-from xds_hub.registry.register import RegistrationResult, register_submission
+from xds_hub.registry.register import RegistrationResult, prepare_submission, register_prepared
 from xds_hub.registry.responses import REGISTRY_INTERNAL_ERROR, database_errors, registry_response
 from xds_hub.security.guard import authorize_submission
 from xds_hub.soap.types import SoapRequest, SoapResponse
@@ -45,7 +45,8 @@ def register_document_set(stores: Stores, settings: Settings, submission: Submis
         "the registry cannot register now; please retry later",
         "the registry could not store the submission",
     ):
-        return group_commit(stores.engine).run(lambda conn: register_submission(conn, validated, settings))
+        prepared = prepare_submission(validated)  # before the writer lock: only checks and inserts under it
+        return group_commit(stores.engine).run(lambda conn: register_prepared(conn, prepared))
 
 
 def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResponse:

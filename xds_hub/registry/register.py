@@ -90,6 +90,7 @@ from xds_hub.domain.vocabulary import (
 )
 from xds_hub.errors import ErrorCode, Problem, XdsError
 from xds_hub.registry import store
+from xds_hub.registry.index_rows import Tables, index_rows, length_problems, merged, with_seq
 from xds_hub.storage import codec
 
 KIND_NAMES: Final = {"D": "DocumentEntry", "S": "SubmissionSet", "F": "Folder", "A": "Association"}
@@ -507,6 +508,50 @@ def _approved(obj: _Obj) -> _Obj:
     return evolve(obj, status=Status.APPROVED, logical_id=obj.entry_uuid, version="1")
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedSubmission:
+    """A validated submission with everything of its registration that does not depend on the
+    registry's contents, built by :func:`prepare_submission` before the writer lock is taken: the
+    registry-assigned attributes (Approved, logicalID, version, Folder lastUpdateTime) and the rows
+    to insert.  Only the checks against the registry and the inserts then run under the lock."""
+
+    #: As validated (the registration rules read the submitted objects).
+    submission: Submission
+    #: With the registry-assigned attributes.
+    registered: Submission
+    moment: datetime
+    #: The moment as given to :func:`prepare_submission` (None: the clock, read at registration).
+    now: datetime | None
+    #: Index rows of ``registered`` (any seq: stamped at registration).
+    tables: Tables
+    #: Values longer than their column (reported after the registry's own checks).
+    length_problems: tuple[Problem, ...]
+
+    @property
+    def stamp(self) -> str:
+        return dtm(self.moment)
+
+
+def _objects(sub: Submission) -> list[RegistryObject]:
+    return [sub.submission_set, *sub.documents, *sub.folders, *sub.associations]
+
+
+def prepare_submission(submission: Submission, *, now: datetime | None = None) -> PreparedSubmission:
+    """What :func:`register_prepared` needs of ``submission`` (validated) that the registry's
+    contents do not change; ``now`` fixes the registration time."""
+    moment = now or datetime.now(UTC)
+    stamp = dtm(moment)
+    registered = evolve(
+        submission,
+        submission_set=_approved(submission.submission_set),
+        documents=tuple(_approved(d) for d in submission.documents),
+        folders=tuple(evolve(_approved(f), last_update_time=stamp) for f in submission.folders),
+        associations=tuple(_approved(a) for a in submission.associations),
+    )
+    tables = index_rows(_objects(registered), 0)
+    return PreparedSubmission(submission, registered, moment, now, tables, tuple(length_problems(tables)))
+
+
 def register_submission(
     conn: Connection,
     submission: Submission,
@@ -523,11 +568,19 @@ def register_submission(
     problem found, before writing anything; the caller's transaction then rolls back.
     ``settings`` is the hub's (for future registry policies); ``now`` fixes the registration time.
     ``extra``: rows of another table inserted with the registry's, once the checks have passed
-    (the Document Repository's, ITI-41; see :func:`xds_hub.registry.store.insert_objects`).
+    (the Document Repository's, ITI-41; see :func:`xds_hub.registry.store.insert_rows`).
+    Writers that can prepare before taking the lock call :func:`prepare_submission` there and
+    :func:`register_prepared` under it.
     """
     del settings  # no registry policy depends on it yet
-    moment = now or datetime.now(UTC)
-    reg = _Registration(conn, submission)
+    return register_prepared(conn, prepare_submission(submission, now=now), extra=extra)
+
+
+def register_prepared(
+    conn: Connection, prepared: PreparedSubmission, *, extra: store.ExtraInsert | None = None
+) -> RegistrationResult:
+    """:func:`register_submission` of a :class:`PreparedSubmission` (same rules, same result)."""
+    reg = _Registration(conn, prepared.submission)
     reg.check_patients()
     reg.check_ids()
     reg.check_unique_ids()
@@ -535,30 +588,20 @@ def register_submission(
     if reg.problems:
         raise XdsError(reg.problems)
 
-    stamp = dtm(moment)
-    added = reg.carried_memberships()
-    registered = evolve(
-        submission,
-        submission_set=_approved(submission.submission_set),
-        documents=tuple(_approved(d) for d in submission.documents),
-        folders=tuple(evolve(_approved(f), last_update_time=stamp) for f in submission.folders),
-        associations=tuple(_approved(a) for a in (*submission.associations, *added)),
-    )
+    registered, tables, too_long = prepared.registered, prepared.tables, list(prepared.length_problems)
+    added = [_approved(a) for a in reg.carried_memberships()]
+    if added:
+        registered = evolve(registered, associations=(*registered.associations, *added))
+        more = index_rows(added, 0)
+        too_long.extend(length_problems(more))
+        tables = merged(tables, more)
+    if too_long:
+        raise XdsError(too_long)
     deprecated = reg.deprecations()
-    seq = _seq(now)
-    returned = store.insert_objects(
-        conn,
-        [
-            registered.submission_set,
-            *registered.documents,
-            *registered.folders,
-            *registered.associations,
-        ],
-        seq,
-        extra,
-    )
+    seq = _seq(prepared.now)
+    returned = store.insert_rows(conn, with_seq(tables, seq), extra)
     store.set_status(conn, deprecated, Status.DEPRECATED)
-    store.touch_folders(conn, reg.touched, stamp)
+    store.touch_folders(conn, reg.touched, prepared.stamp)
     return RegistrationResult(
         submission=registered,
         seq=seq,

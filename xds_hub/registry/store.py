@@ -29,6 +29,7 @@ from xds_hub.registry import dbapi
 from xds_hub.registry.index_rows import (
     COLUMNS,
     Row,
+    Tables,
     index_rows,
     length_problems,
 )
@@ -359,14 +360,23 @@ def insert_objects(
     and the ``extra`` rows; returns what the ``extra`` insert's RETURNING returned (else []).
 
     Raises XdsError (XDSRegistryMetadataError) before writing anything if a value does not fit
-    its column.  On the DB-API cursor (see :mod:`xds_hub.registry.dbapi`): one ``executemany``
-    per table that gets rows on SQLite, one statement for every table on PostgreSQL
-    (:func:`_pg_insert_all_sql`).
+    its column.
     """
     tables = index_rows(objects, seq)
     problems = length_problems(tables)
     if problems:
         raise XdsError(problems)
+    return insert_rows(conn, tables, extra)
+
+
+def insert_rows(conn: Connection, tables: Tables, extra: ExtraInsert | None = None) -> list[Row]:
+    """Insert the rows of :func:`~xds_hub.registry.index_rows.index_rows` (checked with its
+    ``length_problems``) and the ``extra`` rows; returns what the ``extra`` insert's RETURNING
+    returned (else []).
+
+    On the DB-API cursor (see :mod:`xds_hub.registry.dbapi`): one ``executemany`` per table that
+    gets rows on SQLite, one statement for every table on PostgreSQL (:func:`_pg_insert_all_sql`).
+    """
     style = dbapi.flavor(conn)
     extras = extra if extra is not None and extra.rows else None
     with dbapi.cursor(conn) as cur:
@@ -388,7 +398,7 @@ def insert_objects(
         return _insert_extra(cur, extras, style) if extras is not None else []
 
 
-def _execute_inserts(cur: Any, tables: dict[Table, list[Row]], style: dbapi.Flavor) -> None:
+def _execute_inserts(cur: Any, tables: Tables, style: dbapi.Flavor) -> None:
     for table, rows in tables.items():
         if rows:
             cur.executemany(dbapi.insert_sql(table, COLUMNS[table], style), rows)

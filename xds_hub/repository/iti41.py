@@ -47,7 +47,12 @@ from xds_hub.ebxml.parse import parse_provide_and_register
 from xds_hub.errors import ErrorCode, FaultCode, ParseError, Problem, SoapFault, XdsError
 from xds_hub.log import get_logger
 from xds_hub.registry.group_commit import group_commit
-from xds_hub.registry.register import RegistrationResult, register_submission
+from xds_hub.registry.register import (
+    PreparedSubmission,
+    RegistrationResult,
+    prepare_submission,
+    register_prepared,
+)
 from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR, registry_response
 from xds_hub.repository.store import StoredDocument, find_documents, insert_with_registration
 from xds_hub.repository.sweep import missing_blobs
@@ -252,17 +257,14 @@ def _documents_to_record(
 def _register_and_record(
     conn: Connection,
     stores: Stores,
-    settings: Settings,
-    validated: Submission,
-    by_unique_id: Mapping[str, BlobInfo],
-    repo_id: str,
+    prepared: PreparedSubmission,
+    rows: list[StoredDocument],
 ) -> RegistrationResult:
-    """Register ``validated`` and record its documents in the repository, in ``conn``'s transaction
-    (the repository's rows go with the registry's: one statement on PostgreSQL)."""
-    rows = _documents_to_record(validated, by_unique_id, repo_id)  # registration keeps uniqueId, mimeType
+    """Register ``prepared`` and record its documents (``rows``) in the repository, in ``conn``'s
+    transaction (the repository's rows go with the registry's: one statement on PostgreSQL)."""
     blob_gone = bool(missing_blobs(stores, (r.blob_key for r in rows)))
     extra = None if blob_gone else insert_with_registration(rows)
-    result = register_submission(conn, validated, settings, extra=extra)
+    result = register_prepared(conn, prepared, extra=extra)
     if blob_gone:  # (after the registry's checks, whose errors come first)
         raise XdsError.one(
             ErrorCode.REPOSITORY_ERROR,
@@ -345,12 +347,15 @@ def provide_and_register(
             if entry.entry_uuid in contents
         }
         validated = validate_submission(attached, settings.domain, for_repository=True)
+        # Parsing, validation, the blobs and the rows to insert are done before the writer lock:
+        # only the checks and inserts run under it, committed together with those of concurrent
+        # submissions (group commit).
+        prepared = prepare_submission(validated)
+        rows = _documents_to_record(validated, by_unique_id, repo_id)  # (uniqueId, mimeType kept)
 
         def store(conn: Connection) -> RegistrationResult:
-            return _register_and_record(conn, stores, settings, validated, by_unique_id, repo_id)
+            return _register_and_record(conn, stores, prepared, rows)
 
-        # Parsing, validation and the blobs are done: only the checks and inserts run under the
-        # writer lock, committed together with those of concurrent submissions (group commit).
         return group_commit(stores.engine).run(store)
     except IntegrityError as exc:
         log.warning("ITI-41 lost a race on a uniqueId", extra={"error": str(exc.orig)})
