@@ -17,10 +17,11 @@ from xds_hub.client.metadata import DocumentInput, SubmissionOptions, build_subm
 from xds_hub.domain.metadata import Submission
 from xds_hub.ebxml.render import render_provide_and_register
 from xds_hub.registry.patients import add_patient
+from xds_hub.repository import inline
 from xds_hub.soap.types import Attachment, SoapRequest
 from xds_hub.storage.db import write_transaction
 from xds_hub.storage.ports import BlobStore
-from xds_hub.storage.schema import registry_object, repository_document
+from xds_hub.storage.schema import inline_blob, registry_object, repository_document
 from xds_hub.storage.stores import Stores
 
 SOURCE_ID = "1.2.3.100.1"
@@ -107,6 +108,45 @@ def counts(engine: Engine, blobs: BlobStore) -> Counts:
         docs = conn.execute(select(func.count()).select_from(repository_document)).scalar_one()
         objs = conn.execute(select(func.count()).select_from(registry_object)).scalar_one()
     return Counts(int(docs), int(objs), count_blobs(blobs))
+
+
+def content_exists(stores: Stores, key: str) -> bool:
+    """Whether the document content ``key`` is kept: a blob, or a small document in the database."""
+    if not inline.is_inline(key):
+        return stores.blobs.exists(key)
+    with stores.engine.connect() as conn:
+        return key in inline.read(conn, [key])
+
+
+def read_content(stores: Stores, key: str) -> bytes:
+    """The document content ``key`` (a blob, or a small document in the database)."""
+    if not inline.is_inline(key):
+        with stores.blobs.open(key) as stream:
+            return stream.read()
+    with stores.engine.connect() as conn:
+        return inline.read(conn, [key])[key]
+
+
+def content_keys(stores: Stores) -> list[str]:
+    """Every key of document content the hub keeps: its blobs, then the small documents."""
+    with stores.engine.connect() as conn:
+        kept = inline.older_than(conn, math.inf)
+    return [*stores.blobs.iter_keys(older_than=math.inf), *kept]
+
+
+def lose_content(stores: Stores, key: str) -> None:
+    """Delete the content ``key`` behind the repository's back (to simulate a lost document)."""
+    if not inline.is_inline(key):
+        stores.blobs.delete(key)
+        return
+    with stores.engine.begin() as conn:
+        inline.remove(conn, [key])
+
+
+def count_inline(engine: Engine) -> int:
+    """Small documents kept in the database."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(inline_blob)).scalar_one())
 
 
 def hub_blob_root(data: Path) -> Path:

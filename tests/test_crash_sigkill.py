@@ -15,9 +15,17 @@ from pathlib import Path
 from sqlalchemy import select
 
 from tests.hubproc import Hub
-from tests.repository_support import count_blobs, hub_patient, hub_stores, submission_for
+from tests.repository_support import (
+    content_exists,
+    count_blobs,
+    count_inline,
+    hub_patient,
+    hub_stores,
+    submission_for,
+)
 from xds_hub.client.soap import XdsClientError
 from xds_hub.client.xds import DocumentRequest, XdsClient
+from xds_hub.repository import inline
 from xds_hub.repository.sweep import referenced_keys, sweep_orphans
 from xds_hub.storage.fs import FsBlobStore
 from xds_hub.storage.schema import document_entry, repository_document
@@ -113,13 +121,14 @@ def test_crash_sigkill_mid_stream_loses_no_acknowledged_submission(
             )
         # Every registry entry of this repository has its document, and every document its blob.
         assert entries == {r.unique_id for r in rows}
-        assert all(store.blobs.exists(r.blob_key) for r in rows)
+        assert all(content_exists(store, r.blob_key) for r in rows)
         # Orphans (blobs of requests cut short) are swept; nothing referenced is.
         sweep_orphans(store, grace_seconds=0, now=time.time() + 1)
         keys = list(store.blobs.iter_keys(older_than=time.time() + 10))
         with store.engine.connect() as conn:
             assert referenced_keys(conn, keys) == set(keys)
-        assert count_blobs(store.blobs) == len({r.blob_key for r in rows})
+        assert count_blobs(store.blobs) == len({r.blob_key for r in rows if not inline.is_inline(r.blob_key)})
+        assert count_inline(store.engine) == len({r.blob_key for r in rows if inline.is_inline(r.blob_key)})
         assert isinstance(store.blobs, FsBlobStore)
         assert not any(store.blobs.tmp.iterdir())
     finally:

@@ -14,7 +14,7 @@ from lxml import etree
 
 from tests.hubproc import Hub
 from tests.oracle import assert_valid, oracle_available
-from tests.repository_support import hub_patient, hub_stores, submission_for
+from tests.repository_support import hub_patient, hub_stores, lose_content, submission_for
 from xds_hub import ns
 from xds_hub.client.mtom import MemorySink, PartHeaders, PartSink
 from xds_hub.client.soap import SoapEndpoint
@@ -124,7 +124,7 @@ def test_iti43_reports_missing_document_for_a_vanished_blob(
     uid = next(iter(stored))
     with store.engine.connect() as conn:
         key = find_documents(conn, [uid])[uid].blob_key
-    store.blobs.delete(key)  # "should never happen": simulate a lost blob
+    lose_content(store, key)  # "should never happen": simulate a lost document
     others = [u for u in stored if u != uid]
     result = client.retrieve([DocumentRequest(REPOSITORY_ID, u) for u in [uid, *others]], tmp_path)
     assert result.status_name == "PartialSuccess"

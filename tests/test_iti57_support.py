@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select
 
 from tests.hubproc import Hub
 from tests.oracle import SCHEMAS, assert_valid, oracle_available
+from tests.repository_support import content_exists, hub_stores
 from tests.test_registry_support import document, new_pid, new_urn, package, submission_set
 from xds_hub import ns
 from xds_hub.client.soap import build_envelope
@@ -36,6 +37,7 @@ from xds_hub.domain.vocabulary import (
     SubmissionSetStatus,
 )
 from xds_hub.ebxml.render import render_remove_objects_request, render_submit_objects_request
+from xds_hub.repository import inline
 from xds_hub.storage import schema
 from xds_hub.storage.db import make_engine, read_transaction
 
@@ -350,3 +352,14 @@ def blob_file(hub: Hub, content: bytes) -> Path:
     """Where the hub's filesystem blob store keeps ``content`` (content-addressed by SHA-256)."""
     key = hashlib.sha256(content).hexdigest()
     return hub.data / "blobs" / key[0:2] / key[2:4] / key
+
+
+def content_kept(hub: Hub, content: bytes) -> bool:
+    """Whether the hub keeps ``content``: as a blob file, or (a small document) in its database."""
+    if blob_file(hub, content).is_file():
+        return True
+    stores = hub_stores(hub)
+    try:
+        return content_exists(stores, inline.PREFIX + hashlib.sha256(content).hexdigest())
+    finally:
+        stores.close()

@@ -20,8 +20,8 @@ from tests.test_iti57_support import (
     PARTIAL,
     SUCCESS,
     assert_valid_rmd,
-    blob_file,
     client,
+    content_kept,
     get_documents,
     patient,
     post,
@@ -70,13 +70,13 @@ def test_iti86_removes_a_document_and_keeps_its_metadata(hub: Hub, pid: str, tmp
     sub = provide(hub, pid, content)
     doc = sub.documents[0]
     assert retrieve_codes(hub, doc.unique_id, tmp_path)[0]
-    assert blob_file(hub, content).is_file()
+    assert content_kept(hub, content)
 
     reply = post_iti86(hub, removal(hub, doc.unique_id))
 
     assert (reply.http_status, reply.action, reply.outcome) == (200, SoapAction.ITI86_RESPONSE, (SUCCESS, []))
     assert retrieve_codes(hub, doc.unique_id, tmp_path) == (False, ["XDSDocumentUniqueIdError"])
-    assert not blob_file(hub, content).exists()
+    assert not content_kept(hub, content)
     assert [d.unique_id for d in get_documents(hub, uid=[doc.unique_id]).values()] == [doc.unique_id]
 
 
@@ -120,10 +120,10 @@ def test_iti86_keeps_a_blob_another_document_shares(hub: Hub, pid: str, tmp_path
     first = provide(hub, pid, content).documents[0]
     second = provide(hub, pid, content).documents[0]
     assert post_iti86(hub, removal(hub, first.unique_id)).outcome == (SUCCESS, [])
-    assert blob_file(hub, content).is_file()
+    assert content_kept(hub, content)
     assert retrieve_codes(hub, second.unique_id, tmp_path) == (True, [])
     assert post_iti86(hub, removal(hub, second.unique_id)).outcome == (SUCCESS, [])
-    assert not blob_file(hub, content).exists()
+    assert not content_kept(hub, content)
 
 
 def test_iti86_twice_is_an_error_the_second_time(hub: Hub, pid: str) -> None:

@@ -54,7 +54,9 @@ def echo(request: SoapRequest, stores: Stores, settings: Settings) -> SoapRespon
             out, f"{{{T}}}Part", cid=cid, size=str(att.blob.size), sha1=att.blob.sha1, type=att.content_type
         )
         el.append(mtom.xop_include("echo-" + cid))
-        parts.append(OutAttachment("echo-" + cid, att.content_type, att.blob.size, key=att.blob.key))
+        kept = att.blob.data  # a small part stays in memory (xds_hub.repository.inline)
+        key = None if kept is not None else att.blob.key
+        parts.append(OutAttachment("echo-" + cid, att.content_type, att.blob.size, key=key, data=kept))
     return SoapResponse(action=request.action + "Response", body=out, attachments=parts)
 
 

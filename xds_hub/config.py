@@ -162,6 +162,9 @@ class Settings:
     max_query_results: int = 5000
     #: Largest HTTP request body accepted, in bytes (documents included).
     max_request_bytes: int = 2 * 1024**3
+    #: ITI-41 documents (MTOM parts) of at most this many bytes are kept in the database with their
+    #: metadata instead of the blob store (0: never); see xds_hub.repository.inline.py.
+    inline_document_bytes: int = 64 * 1024
     #: Log level for the structured (JSON lines) log on stderr.
     log_level: str = "WARNING"
     #: Orphan blobs (stored but referenced by nothing) are deleted once older than this (seconds);
@@ -413,6 +416,7 @@ def render_toml(settings: Settings) -> str:
             "http_threads": settings.http_threads,
             "max_query_results": settings.max_query_results,
             "max_request_bytes": settings.max_request_bytes,
+            "inline_document_bytes": settings.inline_document_bytes,
             "log_level": settings.log_level,
             "blob_sweep_grace_seconds": settings.blob_sweep_grace_seconds,
             "blob_sweep_interval_seconds": settings.blob_sweep_interval_seconds,

@@ -117,7 +117,7 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
         try:
-            with write_transaction(self.engine) as conn:
+            with write_transaction(self.engine, sync_after_unlock=True) as conn:
                 if len(batch) == 1:
                     batch[0].value = batch[0].work(conn)
                 else:

@@ -54,6 +54,7 @@ from xds_hub.registry.register import (
     register_prepared,
 )
 from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR, registry_response
+from xds_hub.repository import inline
 from xds_hub.repository.store import StoredDocument, find_documents, insert_with_registration
 from xds_hub.repository.sweep import missing_blobs
 from xds_hub.security.guard import authorize_submission
@@ -259,10 +260,13 @@ def _register_and_record(
     stores: Stores,
     prepared: PreparedSubmission,
     rows: list[StoredDocument],
+    contents: Mapping[str, BlobInfo],
 ) -> RegistrationResult:
-    """Register ``prepared`` and record its documents (``rows``) in the repository, in ``conn``'s
-    transaction (the repository's rows go with the registry's: one statement on PostgreSQL)."""
-    blob_gone = bool(missing_blobs(stores, (r.blob_key for r in rows)))
+    """Register ``prepared`` and record its documents (``rows``; their contents by uniqueId) in the
+    repository, in ``conn``'s transaction (the repository's rows go with the registry's: one
+    statement on PostgreSQL; the documents kept in the database go in with them)."""
+    on_files = (r.blob_key for r in rows if not inline.is_inline(r.blob_key))
+    blob_gone = bool(missing_blobs(stores, on_files))
     extra = None if blob_gone else insert_with_registration(rows)
     result = register_prepared(conn, prepared, extra=extra)
     if blob_gone:  # (after the registry's checks, whose errors come first)
@@ -271,6 +275,7 @@ def _register_and_record(
             "a document's content was removed while the submission was being stored; please resubmit",
         )
     inserted = {row[0] for row in result.extra_returned}
+    inline.store(conn, (contents[r.unique_id] for r in rows if r.unique_id in inserted))
     held_already = [r for r in rows if r.unique_id not in inserted]
     if held_already:
         # The same document submitted again (ITI TF-3 4.2.4.1, XDSNonIdenticalHash): the registry
@@ -315,7 +320,11 @@ def check_manifests(stores: Stores, submission: Submission, contents: Mapping[st
 
     problems: list[Problem] = []
     for entry in manifests:
-        with stores.blobs.open(contents[entry.entry_uuid].key) as stream:
+        content = contents[entry.entry_uuid]
+        if content.data is not None:  # kept for the database (see xds_hub.repository.inline)
+            problems.extend(check_kos_against_metadata(io.BytesIO(content.data), entry))
+            continue
+        with stores.blobs.open(content.key) as stream:
             source: BinaryIO = stream if stream.seekable() else io.BytesIO(stream.read())
             problems.extend(check_kos_against_metadata(source, entry))
     if problems:
@@ -354,7 +363,7 @@ def provide_and_register(
         rows = _documents_to_record(validated, by_unique_id, repo_id)  # (uniqueId, mimeType kept)
 
         def store(conn: Connection) -> RegistrationResult:
-            return _register_and_record(conn, stores, prepared, rows)
+            return _register_and_record(conn, stores, prepared, rows, by_unique_id)
 
         return group_commit(stores.engine).run(store)
     except IntegrityError as exc:

@@ -26,6 +26,7 @@ from xds_hub.ebxml.render import render_registry_response
 from xds_hub.errors import ErrorCode, FaultCode, Problem, Severity, SoapFault
 from xds_hub.log import get_logger
 from xds_hub.registry.responses import REPOSITORY_INTERNAL_ERROR
+from xds_hub.repository import inline
 from xds_hub.repository.store import StoredDocument, find_documents
 from xds_hub.soap.types import OutAttachment, SoapRequest, SoapResponse
 from xds_hub.storage.db import read_transaction
@@ -52,6 +53,8 @@ class RetrievedDocument:
 
     request: DocumentRequest
     stored: StoredDocument
+    #: The octets of a document kept in the database (see xds_hub.repository.inline), else None.
+    data: bytes | None = None
 
 
 def _x(local: str) -> str:
@@ -176,11 +179,14 @@ def locate(
     if wanted:
         with read_transaction(stores.engine) as conn:
             stored = find_documents(conn, (r.document_unique_id for r in wanted))
+            kept = inline.read(conn, (d.blob_key for d in stored.values()))
         for req in wanted:
             doc = stored.get(req.document_unique_id)
             if doc is None:
                 problems.append(no_document_problem(req))
-            elif not stores.blobs.exists(doc.blob_key):
+            elif doc.blob_key in kept:
+                found.append(RetrievedDocument(req, doc, kept[doc.blob_key]))
+            elif inline.is_inline(doc.blob_key) or not stores.blobs.exists(doc.blob_key):
                 log.error(
                     "registered document has no blob",
                     extra={"unique_id": doc.unique_id, "blob_key": doc.blob_key},
@@ -209,7 +215,11 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
     body = render_retrieve_response(parts, problems, len(requests))
     attachments = [
         OutAttachment(
-            content_id=cid, content_type=doc.stored.mime_type, size=doc.stored.size, key=doc.stored.blob_key
+            content_id=cid,
+            content_type=doc.stored.mime_type,
+            size=doc.stored.size,
+            key=None if doc.data is not None else doc.stored.blob_key,
+            data=doc.data,
         )
         for doc, cid in parts
     ]

@@ -12,6 +12,10 @@ own with :func:`register_blob_referrer`).  A blob is an orphan when no referrer 
 was last written more than a grace period ago, so a write still on its way to its commit is
 never swept.
 
+Documents kept in the database (:mod:`xds_hub.repository.inline`) are written in the transaction
+of their row and go the same way: discarded when unreferenced, swept when unreferenced and older
+than the grace period.
+
 Deletion and the reference check happen inside :func:`xds_hub.storage.db.write_transaction`
 (which serialises writers), and writers check that their blobs still exist inside that same
 transaction before committing rows (:func:`missing_blobs`), so a sweep racing a submission of
@@ -24,13 +28,15 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Table, select
 
 from xds_hub.config import BLOB_SWEEP_GRACE_SECONDS, BLOB_SWEEP_INTERVAL_SECONDS
 from xds_hub.log import get_logger
-from xds_hub.storage.db import write_transaction
+from xds_hub.repository import inline
+from xds_hub.storage.db import read_transaction, write_transaction
 from xds_hub.storage.schema import repository_document
 
 if TYPE_CHECKING:
@@ -94,12 +100,21 @@ def discard_blobs(stores: Stores, keys: Iterable[str]) -> list[str]:
     for start in range(0, len(pending), BATCH):
         batch = pending[start : start + BATCH]
         with write_transaction(stores.engine) as conn:
-            keep = referenced_keys(conn, batch)
-            for key in batch:
-                if key not in keep:
-                    stores.blobs.delete(key)
-                    deleted.append(key)
+            gone = _delete_unreferenced(stores, conn, batch)
+        deleted.extend(gone)
     return deleted
+
+
+def _delete_unreferenced(stores: Stores, conn: Connection, keys: list[str]) -> list[str]:
+    """Delete those of ``keys`` that nothing references (files, and documents kept in the
+    database: those in ``conn``'s transaction); returns them."""
+    keep = referenced_keys(conn, keys)
+    gone = [k for k in keys if k not in keep]
+    inline.remove(conn, [k for k in gone if inline.is_inline(k)])
+    for key in gone:
+        if not inline.is_inline(key):
+            stores.blobs.delete(key)
+    return gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +147,12 @@ def sweep_orphans(
     """
     cutoff = (time.time() if now is None else now) - grace_seconds
     checked = deleted = 0
-    for batch in _batches(stores.blobs.iter_keys(older_than=cutoff), BATCH):
+    with read_transaction(stores.engine) as conn:
+        kept = inline.older_than(conn, cutoff)
+    for batch in _batches(chain(kept, stores.blobs.iter_keys(older_than=cutoff)), BATCH):
         checked += len(batch)
         with write_transaction(stores.engine) as conn:
-            keep = referenced_keys(conn, batch)
-            for key in batch:
-                if key not in keep:
-                    stores.blobs.delete(key)
-                    deleted += 1
+            deleted += len(_delete_unreferenced(stores, conn, batch))
     tmp_removed = 0
     sweep_tmp = getattr(stores.blobs, "sweep_tmp", None)
     if callable(sweep_tmp):

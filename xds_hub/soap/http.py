@@ -32,6 +32,7 @@ from xds_hub.audit.soap import audit_exchange
 from xds_hub.config import Settings
 from xds_hub.errors import FaultCode, SoapFault
 from xds_hub.log import get_logger
+from xds_hub.repository.inline import InlineWriters
 from xds_hub.security.tls import identity_from_environ
 from xds_hub.soap import faults, wsdl
 from xds_hub.soap.envelope import (
@@ -242,7 +243,9 @@ class SoapEndpoints:
             actions = (media.get("action"), start_info.get("action"), part_type.get("action"))
             return self._envelope(exchange, data, actions)
 
-        message = read_multipart(read, media, self.stores.blobs, on_root, max_root_bytes=self.max_envelope)
+        # Small parts stay in memory, for the database (ITI-41 stores them with their metadata).
+        writers = InlineWriters(self.stores.blobs, self.settings.inline_document_bytes)
+        message = read_multipart(read, media, writers, on_root, max_root_bytes=self.max_envelope)
         return message.attachments
 
     def _reply(self, reply: SoapResponse, exchange: _Exchange) -> Response:

@@ -30,7 +30,7 @@ from xds_hub.errors import FaultCode, SoapFault
 from xds_hub.log import get_logger
 from xds_hub.soap import faults
 from xds_hub.soap.types import Attachment, OutAttachment, SoapRequest
-from xds_hub.storage.ports import BlobInfo, BlobStore, BlobWriter
+from xds_hub.storage.ports import BlobInfo, BlobStore, BlobWriter, BlobWriters
 
 log = get_logger("xds_hub.soap.mtom")
 
@@ -231,7 +231,7 @@ class _Parser:
         read: Callable[[int], bytes],
         boundary: str,
         start: str | None,
-        blobs: BlobStore,
+        blobs: BlobWriters,
         on_root: Callable[[bytes, Mapping[str, str]], etree._Element],
         max_root_bytes: int,
         chunk: int,
@@ -462,7 +462,7 @@ class _Parser:
 def read_multipart(
     read: Callable[[int], bytes],
     media_type: MediaType,
-    blobs: BlobStore,
+    blobs: BlobWriters,
     on_root: Callable[[bytes, Mapping[str, str]], etree._Element],
     *,
     max_root_bytes: int,

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """An MTOM part of the request (not the root), stored as a blob while the request was read."""
+    """An MTOM part of the request (not the root), stored as a blob while the request was read, or,
+    when small, kept in memory (``blob.data``; see :mod:`xds_hub.repository.inline`)."""
 
     content_id: str  # without "cid:" and angle brackets, URL-unquoted
     content_type: str

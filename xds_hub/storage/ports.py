@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 
@@ -14,6 +14,9 @@ class BlobInfo:
     key: str
     sha1: str
     size: int
+    #: The octets of a blob not written to the store yet: a small document that goes into the
+    #: database with its metadata (:mod:`xds_hub.repository.inline`); None for a stored blob.
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 class BlobWriter(Protocol):
@@ -28,6 +31,13 @@ class BlobWriter(Protocol):
     def abort(self) -> None:
         """Forget what was written (idempotent; also safe after finish, where it does nothing)."""
         ...
+
+
+class BlobWriters(Protocol):
+    """Where a reader of incoming documents gets its writers: a :class:`BlobStore`, or one that
+    keeps small documents for the database (:class:`xds_hub.repository.inline.InlineWriters`)."""
+
+    def writer(self) -> BlobWriter: ...
 
 
 class BlobStore(Protocol):

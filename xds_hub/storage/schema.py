@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -162,4 +163,14 @@ repository_document = Table(
     Column("mime_type", String(128), nullable=False),
     Column("created", String(32), nullable=False),
     Index("ix_repository_document_blob", "blob_key"),
+)
+
+#: Small documents kept in the database (see :mod:`xds_hub.repository.inline`), by blob key
+#: (``db:<SHA-256>``); created: UNIX time in nanoseconds (for the orphan sweep's grace period).
+inline_blob = Table(
+    "inline_blob",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("created", BigInteger, nullable=False),
 )
