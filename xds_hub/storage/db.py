@@ -187,8 +187,10 @@ def write_transaction(engine: Engine, *, sync_after_unlock: bool = False) -> Ite
     writes the WAL without waiting for the disk, the writer lock is released, and only then is the
     WAL fsynced; the context returns once it is.  On return the transaction is as durable as with
     the default (SQLite's ``synchronous=FULL`` COMMIT does the same fsync, under the lock), but
-    the next writer does not wait for this one's disk flush.  Raises OSError (after the commit,
-    which is then visible but maybe not durable: not to be acknowledged) if the fsync fails.
+    the next writer does not wait for this one's disk flush.  Other connections see the
+    transaction from its COMMIT, one fsync before it is durable (a crash in between loses it, and
+    its writer was never told it was stored).  Raises OSError (after the commit, which is then
+    visible but maybe not durable: not to be acknowledged) if the fsync fails.
     """
     if not is_sqlite(engine):
         with engine.connect() as conn, conn.begin():
