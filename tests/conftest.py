@@ -7,6 +7,8 @@
 - ``hub_factory(config_text=..., backend=...)``: a hub of your own (e.g. with [codes]), stopped after
   the test.
 - ``stores``: in-process Stores (engine + blob store) on a fresh database of ``db_backend``.
+- ``store``: Stores on the ``hub``'s own database and blob folder (to look at what it stored);
+  ``client``: an XDS.b client of the ``hub``'s repository and registry.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import pytest
 
 from tests.hubproc import PG_ADMIN_URL, TEST_CONFIG, Hub, db_url_for, drop_pg_database
+from tests.repository_support import hub_stores
+from xds_hub.client.xds import XdsClient
 from xds_hub.storage.db import make_engine
 from xds_hub.storage.fs import FsBlobStore
 from xds_hub.storage.migrate import upgrade
@@ -93,3 +97,16 @@ def stores(db_backend: str, tmp_path: Path) -> Iterator[Stores]:
 def new_patient_id(authority: str = "1.3.6.1.4.1.21367.13.20.1000") -> str:
     """A fresh patient ID in CX form for ``authority`` (default: the test affinity domain)."""
     return f"P{uuid.uuid4().hex[:10].upper()}^^^&{authority}&ISO"
+
+
+@pytest.fixture(scope="module")
+def store(hub: Hub) -> Iterator[Stores]:
+    s = hub_stores(hub)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(hub: Hub) -> Iterator[XdsClient]:
+    with XdsClient(repository_url=hub.url("/xds/repository"), registry_url=hub.url("/xds/registry")) as c:
+        yield c

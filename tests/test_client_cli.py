@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from tests.hubproc import Hub, free_port
-from tests.repository_support import hub_patient, hub_stores, new_pid, submission_for
+from tests.repository_support import hub_patient, new_pid, submission_for
 from xds_hub.cli import main
 from xds_hub.cli.client import EXIT_FAILED, EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE
 from xds_hub.ebxml.render import render_submit_objects_request
 from xds_hub.storage.stores import Stores
-
-
-@pytest.fixture(scope="module")
-def store(hub: Hub) -> Iterator[Stores]:
-    s = hub_stores(hub)
-    yield s
-    s.close()
 
 
 def _files(tmp_path: Path) -> list[Path]:

@@ -4,14 +4,11 @@ MTOM response); and the hub client finds endpoints in a WSDL with zeep."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from lxml import etree
 from zeep import Client
 
 from tests.hubproc import Hub
-from tests.repository_support import hub_patient, hub_stores, submission_for
+from tests.repository_support import hub_patient, submission_for
 from xds_hub import ns
 from xds_hub.client.xds import encode_query_value, endpoint_from_wsdl
 from xds_hub.domain.vocabulary import Status, StoredQuery
@@ -21,13 +18,6 @@ from xds_hub.storage.stores import Stores
 
 REPOSITORY_ID = "1.3.6.1.4.1.21367.13.80.1"
 SUCCESS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
-
-
-@pytest.fixture(scope="module")
-def store(hub: Hub) -> Iterator[Stores]:
-    s = hub_stores(hub)
-    yield s
-    s.close()
 
 
 def _slot(parent: etree._Element, name: str, value: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from lxml import etree
 from sqlalchemy import func, select, text
 
 from tests.hubproc import Hub
-from tests.repository_support import hub_patient, hub_stores, submission_for
+from tests.repository_support import hub_patient, submission_for
 from tests.test_iti57_support import SUCCESS, post_iti86
 from xds_hub.client.xds import DocumentRequest, XdsClient
 from xds_hub.errors import ErrorCode
@@ -33,19 +32,6 @@ from xds_hub.storage.schema import inline_blob
 from xds_hub.storage.stores import Stores
 
 REPOSITORY_ID = "1.3.6.1.4.1.21367.13.80.1"
-
-
-@pytest.fixture(scope="module")
-def store(hub: Hub) -> Iterator[Stores]:
-    s = hub_stores(hub)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(hub: Hub) -> Iterator[XdsClient]:
-    with XdsClient(repository_url=hub.url("/xds/repository"), registry_url=hub.url("/xds/registry")) as c:
-        yield c
 
 
 def _removal(unique_id: str) -> etree._Element:

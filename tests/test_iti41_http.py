@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from lxml import etree
 
 from tests.hubproc import Hub
 from tests.oracle import SAMPLES, assert_valid, oracle_available
-from tests.repository_support import counts, hub_patient, hub_stores, new_pid, submission_for, with_entry
+from tests.repository_support import counts, hub_patient, new_pid, submission_for, with_entry
 from xds_hub import ns
 from xds_hub.client.soap import SoapEndpoint
 from xds_hub.client.xds import DocumentRequest, XdsClient
@@ -28,19 +27,6 @@ from xds_hub.repository.sweep import referenced_keys
 from xds_hub.storage.stores import Stores
 
 REPOSITORY_ID = "1.3.6.1.4.1.21367.13.80.1"  # tests/hubproc.py TEST_CONFIG
-
-
-@pytest.fixture(scope="module")
-def store(hub: Hub) -> Iterator[Stores]:
-    s = hub_stores(hub)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(hub: Hub) -> Iterator[XdsClient]:
-    with XdsClient(repository_url=hub.url("/xds/repository"), registry_url=hub.url("/xds/registry")) as c:
-        yield c
 
 
 @pytest.mark.parametrize("mtom", [True, False], ids=["mtom", "inline"])

@@ -7,13 +7,10 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.hubproc import Hub
-from tests.repository_support import gunicorn_workers, hub_patient, hub_stores, rss
+from tests.repository_support import gunicorn_workers, hub_patient, rss
 from xds_hub.client.metadata import DocumentInput, SubmissionOptions, build_submission
 from xds_hub.client.xds import DocumentRequest, XdsClient
 from xds_hub.storage.stores import Stores
@@ -47,13 +44,6 @@ class RssSampler:
     @property
     def growth(self) -> int:
         return max(self.peak[p] - self.idle[p] for p in self.peak)
-
-
-@pytest.fixture(scope="module")
-def store(hub: Hub) -> Iterator[Stores]:
-    s = hub_stores(hub)
-    yield s
-    s.close()
 
 
 def test_iti41_50mb_document_with_flat_server_memory(hub: Hub, store: Stores, tmp_path: Path) -> None:

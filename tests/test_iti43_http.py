@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from lxml import etree
 
 from tests.hubproc import Hub
 from tests.oracle import assert_valid, oracle_available
-from tests.repository_support import hub_patient, hub_stores, lose_content, submission_for
+from tests.repository_support import hub_patient, lose_content, submission_for
 from xds_hub import ns
 from xds_hub.client.mtom import MemorySink, PartHeaders, PartSink
 from xds_hub.client.soap import SoapEndpoint
@@ -26,19 +25,6 @@ from xds_hub.storage.stores import Stores
 
 REPOSITORY_ID = "1.3.6.1.4.1.21367.13.80.1"
 HOME = "urn:oid:1.3.6.1.4.1.21367.13.70.1"
-
-
-@pytest.fixture(scope="module")
-def store(hub: Hub) -> Iterator[Stores]:
-    s = hub_stores(hub)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(hub: Hub) -> Iterator[XdsClient]:
-    with XdsClient(repository_url=hub.url("/xds/repository"), registry_url=hub.url("/xds/registry")) as c:
-        yield c
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.hubproc import Hub
-from tests.repository_support import counts, hub_patient, hub_stores, submission_for, with_entry
+from tests.repository_support import counts, hub_patient, submission_for, with_entry
 from xds_hub.client.xds import DocumentRequest, XdsClient
 from xds_hub.domain.metadata import Code, Submission
 from xds_hub.errors import ErrorCode
@@ -89,19 +89,6 @@ class Manifest:
         }
         fields.update(changes)
         return with_entry(sub, **fields), contents
-
-
-@pytest.fixture(scope="module")
-def store(hub: Hub) -> Iterator[Stores]:
-    s = hub_stores(hub)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def client(hub: Hub) -> Iterator[XdsClient]:
-    with XdsClient(repository_url=hub.url("/xds/repository"), registry_url=hub.url("/xds/registry")) as c:
-        yield c
 
 
 def test_rad68_external_consistent_kos_is_registered_and_retrieved(
