@@ -130,7 +130,7 @@ def read_content(stores: Stores, key: str) -> bytes:
 def content_keys(stores: Stores) -> list[str]:
     """Every key of document content the hub keeps: its blobs, then the small documents."""
     with stores.engine.connect() as conn:
-        kept = inline.older_than(conn, math.inf)
+        kept = list(conn.execute(select(inline_blob.c.key)).scalars())
     return [*stores.blobs.iter_keys(older_than=math.inf), *kept]
 
 

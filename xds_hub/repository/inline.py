@@ -5,20 +5,20 @@ An ITI-41 document (an MTOM part) of at most ``[hub] inline_document_bytes`` (64
 request is read, and :func:`store` inserts it into ``inline_blob`` in the same transaction as its
 ``repository_document`` row.  Its durability is then the commit's, which concurrent submissions
 share (:mod:`xds_hub.registry.group_commit`).  The blob store would instead create a file, fsync
-it, link it and fsync its directory for every document.  Measured for a 10 KB document on this
-machine kind: about 1 ms of CPU less per submission (bench/RESULTS.md).  A part that grows past the
-limit goes on into the blob store as before, so a large document is never held in memory.
+it, link it and fsync its directory for every document.  Measured for 10 KB documents on this
+machine kind, with the SQLite WAL fsynced outside the writer lock (:mod:`xds_hub.storage.db`):
+0.6-0.7 ms of CPU less and 14-17 % more submissions/s (bench/RESULTS.md).  A part that grows past
+the limit goes on into the blob store as before, so a large document is never held in memory.
 
 Keys are ``db:<SHA-256 of the content>``: content-addressed like the blob store's keys, in their
 own namespace (a blob store key is bare hex).  Readers go through :func:`read`, deletions through
 the repository's :func:`xds_hub.repository.sweep.discard_blobs` and the orphan sweep, which
-check ``repository_document`` for references first, as they do for files.
+check the rows that refer to blobs first, as they do for files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -143,11 +143,3 @@ def remove(conn: Connection, keys: Sequence[str]) -> None:
     """Delete the documents ``keys`` (the caller checked that nothing refers to them)."""
     for start in range(0, len(keys), 500):
         conn.execute(delete(inline_blob).where(inline_blob.c.key.in_(keys[start : start + 500])))
-
-
-def older_than(conn: Connection, moment: float) -> list[str]:
-    """Keys of the documents stored before the UNIX time ``moment`` (for the orphan sweep)."""
-    query = select(inline_blob.c.key)
-    if moment != math.inf:
-        query = query.where(inline_blob.c.created < int(moment * 1e9))
-    return [row.key for row in conn.execute(query)]

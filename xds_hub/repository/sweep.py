@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, exists, select
 
 from xds_hub.config import BLOB_SWEEP_GRACE_SECONDS, BLOB_SWEEP_INTERVAL_SECONDS
 from xds_hub.log import get_logger
 from xds_hub.repository import inline
 from xds_hub.storage.db import read_transaction, write_transaction
-from xds_hub.storage.schema import repository_document
+from xds_hub.storage.schema import inline_blob, repository_document
 
 if TYPE_CHECKING:
     from xds_hub.config import Settings
@@ -82,6 +82,15 @@ def referenced_keys(conn: Connection, keys: Collection[str]) -> set[str]:
             chunk = wanted[start : start + 500]
             found.update(k for (k,) in conn.execute(select(col).where(col.in_(chunk)).distinct()))
     return found
+
+
+def _inline_orphans(conn: Connection, cutoff: float) -> list[str]:
+    """Keys of the documents kept in the database before ``cutoff`` (UNIX time) that no referrer
+    row names (normally none: they are written with their row)."""
+    query = select(inline_blob.c.key).where(inline_blob.c.created < int(cutoff * 1e9))
+    for table, column in _referrers():
+        query = query.where(~exists().where(table.c[column] == inline_blob.c.key))
+    return [row.key for row in conn.execute(query)]
 
 
 def missing_blobs(stores: Stores, keys: Iterable[str]) -> list[str]:
@@ -148,8 +157,8 @@ def sweep_orphans(
     cutoff = (time.time() if now is None else now) - grace_seconds
     checked = deleted = 0
     with read_transaction(stores.engine) as conn:
-        kept = inline.older_than(conn, cutoff)
-    for batch in _batches(chain(kept, stores.blobs.iter_keys(older_than=cutoff)), BATCH):
+        unreferenced = _inline_orphans(conn, cutoff)
+    for batch in _batches(chain(unreferenced, stores.blobs.iter_keys(older_than=cutoff)), BATCH):
         checked += len(batch)
         with write_transaction(stores.engine) as conn:
             deleted += len(_delete_unreferenced(stores, conn, batch))
