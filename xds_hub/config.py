@@ -163,7 +163,7 @@ class Settings:
     #: Largest HTTP request body accepted, in bytes (documents included).
     max_request_bytes: int = 2 * 1024**3
     #: ITI-41 documents (MTOM parts) of at most this many bytes are kept in the database with their
-    #: metadata instead of the blob store (0: never); see xds_hub.repository.inline.py.
+    #: metadata instead of the blob store (0: never); see xds_hub/repository/inline.py.
     inline_document_bytes: int = 64 * 1024
     #: Log level for the structured (JSON lines) log on stderr.
     log_level: str = "WARNING"
