@@ -18,11 +18,12 @@ from tests.repository_support import hub_patient, submission_for
 from tests.test_iti57_support import SUCCESS, post_iti86
 from xds_hub.client.xds import DocumentRequest, XdsClient
 from xds_hub.errors import ErrorCode
+from xds_hub.registry import store as registry_store
 from xds_hub.registry.group_commit import group_commit
 from xds_hub.repository import inline
 from xds_hub.repository.iti43 import DocumentRequest as RepositoryRequest
 from xds_hub.repository.iti86 import render_remove_documents_request
-from xds_hub.repository.store import find_documents
+from xds_hub.repository.store import StoredDocument, find_documents, insert_with_registration
 from xds_hub.repository.sweep import sweep_orphans
 from xds_hub.storage import db
 from xds_hub.storage.db import make_engine, writer_gate
@@ -142,6 +143,38 @@ def test_sweep_deletes_unreferenced_inline_content_past_its_grace(
     assert set(left) == {young.key, referenced}  # the young one is in its grace period
     with store.engine.begin() as conn:
         inline.remove(conn, [young.key])
+
+
+@pytest.mark.parametrize("one_statement", [True, False], ids=["one-statement", "table-by-table"])
+def test_kept_content_goes_in_only_with_the_repository_rows_inserted(
+    store: Stores, one_statement: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository rows and their kept contents go in together (one statement on PostgreSQL,
+    unless the submission is too large for one): a uniqueId held already inserts no content."""
+    if not one_statement:
+        monkeypatch.setattr(registry_store, "_PG_MAX_PARAMS", 0)
+    tag = "1.2.3.99." + ("1" if one_statement else "2")
+
+    def content(name: str) -> BlobInfo:
+        return BlobInfo(
+            "db:" + hashlib.sha256(f"{tag}{name}".encode()).hexdigest(), "0" * 40, 1, name.encode()
+        )
+
+    def insert(docs: list[tuple[str, BlobInfo]]) -> list[str]:
+        rows = [StoredDocument(uid, REPOSITORY_ID, blob.key, "0" * 40, 1, "text/plain") for uid, blob in docs]
+        extra = insert_with_registration(rows, [blob for _, blob in docs])
+        with db.write_transaction(store.engine) as conn:
+            return [row[0] for row in registry_store.insert_rows(conn, {}, extra)]
+
+    a, b, c = content("a"), content("b"), content("c")
+    assert insert([(f"{tag}.1", a)]) == [f"{tag}.1"]
+    # other octets under the held uniqueId go nowhere; the new document goes in with its content
+    assert insert([(f"{tag}.1", b), (f"{tag}.2", c)]) == [f"{tag}.2"]
+    with store.engine.connect() as conn:
+        assert set(inline.read(conn, [a.key, b.key, c.key])) == {a.key, c.key}
+    with store.engine.begin() as conn:
+        inline.remove(conn, [a.key, c.key])
+        conn.execute(text(f"DELETE FROM repository_document WHERE unique_id LIKE '{tag}.%'"))
 
 
 # -- the writers ------------------------------------------------------------------------------

@@ -267,7 +267,8 @@ def _register_and_record(
     statement on PostgreSQL; the documents kept in the database go in with them)."""
     on_files = (r.blob_key for r in rows if not inline.is_inline(r.blob_key))
     blob_gone = bool(missing_blobs(stores, on_files))
-    extra = None if blob_gone else insert_with_registration(rows)
+    # The documents kept in the database go in with their repository rows (those inserted).
+    extra = None if blob_gone else insert_with_registration(rows, (contents[r.unique_id] for r in rows))
     result = register_prepared(conn, prepared, extra=extra)
     if blob_gone:  # (after the registry's checks, whose errors come first)
         raise XdsError.one(
@@ -275,7 +276,6 @@ def _register_and_record(
             "a document's content was removed while the submission was being stored; please resubmit",
         )
     inserted = {row[0] for row in result.extra_returned}
-    inline.store(conn, (contents[r.unique_id] for r in rows if r.unique_id in inserted))
     held_already = [r for r in rows if r.unique_id not in inserted]
     if held_already:
         # The same document submitted again (ITI TF-3 4.2.4.1, XDSNonIdenticalHash): the registry

@@ -16,6 +16,8 @@ from sqlalchemy import Connection, bindparam, func, select
 
 from xds_hub.registry import dbapi
 from xds_hub.registry.store import ExtraInsert
+from xds_hub.repository import inline
+from xds_hub.storage.ports import BlobInfo
 from xds_hub.storage.schema import repository_document
 
 #: Look-ups use IN lists of at most this many values (SQLite's host-parameter limit is far above).
@@ -88,14 +90,16 @@ def insert_documents(conn: Connection, docs: Sequence[StoredDocument]) -> set[st
 
 
 #: What follows the VALUES of a new row: a uniqueId held already is left alone (and not returned).
-INSERT_SUFFIX = "ON CONFLICT (unique_id) DO NOTHING RETURNING unique_id"
+INSERT_SUFFIX = "ON CONFLICT (unique_id) DO NOTHING RETURNING unique_id, blob_key"
 
 
-def insert_with_registration(docs: Sequence[StoredDocument]) -> ExtraInsert:
+def insert_with_registration(docs: Sequence[StoredDocument], kept: Iterable[BlobInfo] = ()) -> ExtraInsert:
     """``docs`` as rows for :func:`xds_hub.registry.register.register_submission`'s ``extra``
     (inserted with the registry's rows: one statement on PostgreSQL); the uniqueIds it returns
-    (``extra_returned``) are those inserted, as :func:`insert_documents` returns them."""
-    return ExtraInsert(repository_document, _COLUMNS, _rows(docs), INSERT_SUFFIX)
+    (first in each row of ``extra_returned``) are those inserted, as :func:`insert_documents`
+    returns them.  The contents among ``kept`` that are kept in the database go in with the
+    rows inserted that refer to them (:func:`xds_hub.repository.inline.rows`)."""
+    return ExtraInsert(repository_document, _COLUMNS, _rows(docs), INSERT_SUFFIX, inline.rows(kept))
 
 
 def find_documents(conn: Connection, unique_ids: Iterable[str]) -> dict[str, StoredDocument]:

@@ -118,8 +118,8 @@ object_code = Table(
     Column("kind", String(32), nullable=False),
     Column("code", String(256), nullable=False),
     Column("scheme", String(256), nullable=False),
+    #: The only index: every stored query tests codes per object (an EXISTS on object_id, kind).
     Index("ix_object_code_object", "object_id", "kind"),
-    Index("ix_object_code_value", "kind", "code", "scheme"),
 )
 
 #: authorPerson values (documents and submission sets), for the $...AuthorPerson LIKE parameters.

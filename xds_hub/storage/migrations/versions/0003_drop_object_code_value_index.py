@@ -1,0 +1,30 @@
+"""Drop ``ix_object_code_value``: no query reads it, and every registration paid for it.
+
+Every stored query filters codes with an EXISTS correlated on the object (``ix_object_code_object``:
+object_id, kind), and each of the queries that take codes also takes a patient ID, so the
+(kind, code, scheme) index was never the better path.  Each coded attribute of a new object put
+one more entry into it, in a leaf of its own: about 10 of the ~49 pages one ITI-41 submission wrote
+to the SQLite WAL (bench/RESULTS.md, "Sixth session").
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # IF EXISTS: a database made by create_all after the index left the metadata has none.
+    op.drop_index("ix_object_code_value", table_name="object_code", if_exists=True)
+
+
+def downgrade() -> None:
+    op.create_index("ix_object_code_value", "object_code", ["kind", "code", "scheme"])
