@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import Column, MetaData, String, Table
 
 from tests.repository_support import count_blobs, inline_request, new_pid, register_patient, submission_for
-from xds_hub.config import load_settings
+from xds_hub.config import Settings, load_settings
 from xds_hub.repository import iti41
 from xds_hub.repository.sweep import (
     BLOB_REFERRERS,
@@ -23,6 +24,12 @@ from xds_hub.storage.fs import FsBlobStore
 from xds_hub.storage.stores import Stores
 
 
+def _file_settings() -> Settings:
+    """The default settings, with every ITI-41 document written to the blob store (these tests are
+    about blob files; tests/test_inline_documents.py covers the documents kept in the database)."""
+    return dataclasses.replace(load_settings(None), inline_document_bytes=0)
+
+
 def _blob(stores: Stores, data: bytes, age: float = 0.0) -> str:
     writer = stores.blobs.writer()
     writer.write(data)
@@ -34,7 +41,7 @@ def _blob(stores: Stores, data: bytes, age: float = 0.0) -> str:
 
 
 def test_sweep_deletes_old_orphans_keeps_referenced_and_young(stores: Stores) -> None:
-    settings = load_settings(None)
+    settings = _file_settings()
     pid = new_pid()
     register_patient(stores, pid, settings)
     sub, contents = submission_for(pid, [b"kept: referenced"])
@@ -67,7 +74,7 @@ def test_sweep_removes_abandoned_partial_writes(stores: Stores) -> None:
 
 
 def test_discard_blobs_keeps_referenced_ones(stores: Stores) -> None:
-    settings = load_settings(None)
+    settings = _file_settings()
     pid = new_pid()
     register_patient(stores, pid, settings)
     sub, contents = submission_for(pid, [b"referenced"])

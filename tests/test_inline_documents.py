@@ -78,6 +78,26 @@ def test_small_documents_go_to_the_database_large_ones_to_the_blob_store(
     }
 
 
+def test_inline_base64_documents_are_placed_by_size_too(
+    hub: Hub, store: Stores, client: XdsClient, tmp_path: Path
+) -> None:
+    """Plain SOAP (no MTOM): the decoded base64 of each xdsb:Document goes where an MTOM part of
+    its size would."""
+    small, large = b"small inline document " * 10, bytes(range(256)) * 300  # 220 B, 76.8 KB
+    sub, contents = submission_for(
+        hub_patient(hub, store), [small, large], mime_type="application/octet-stream"
+    )
+    result = client.provide_and_register(sub, contents, mtom=False)
+    assert result.ok, result.errors
+    uids = [d.unique_id for d in sub.documents]
+    keys = _keys(store, uids)
+    assert keys[uids[0]] == "db:" + hashlib.sha256(small).hexdigest()
+    assert keys[uids[1]] == hashlib.sha256(large).hexdigest() and store.blobs.exists(keys[uids[1]])
+    got = client.retrieve([DocumentRequest(REPOSITORY_ID, uid) for uid in uids], tmp_path)
+    assert got.status_name == "Success"
+    assert {d.unique_id: d.path.read_bytes() for d in got.documents} == {uids[0]: small, uids[1]: large}
+
+
 def test_empty_document_is_kept_in_the_database(
     hub: Hub, store: Stores, client: XdsClient, tmp_path: Path
 ) -> None:

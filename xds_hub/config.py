@@ -162,8 +162,9 @@ class Settings:
     max_query_results: int = 5000
     #: Largest HTTP request body accepted, in bytes (documents included).
     max_request_bytes: int = 2 * 1024**3
-    #: ITI-41 documents (MTOM parts) of at most this many bytes are kept in the database with their
-    #: metadata instead of the blob store (0: never); see xds_hub/repository/inline.py.
+    #: ITI-41 documents (MTOM parts or inline base64) of at most this many bytes are kept in the
+    #: database with their metadata instead of the blob store (0: never); see
+    #: xds_hub/repository/inline.py.
     inline_document_bytes: int = 64 * 1024
     #: Log level for the structured (JSON lines) log on stderr.
     log_level: str = "WARNING"

@@ -1,14 +1,15 @@
 """Small documents kept in the database, written in the transaction that registers them.
 
-An ITI-41 document (an MTOM part) of at most ``[hub] inline_document_bytes`` (64 KiB by default;
-0: never) is not written to the blob store.  :class:`InlineWriter` keeps it in memory while the
-request is read, and it goes into ``inline_blob`` with its ``repository_document`` row (:func:`rows`;
-on PostgreSQL in the same statement).  Its durability is then the commit's, which concurrent submissions
-share (:mod:`xds_hub.registry.group_commit`).  The blob store would instead create a file, fsync
-it, link it and fsync its directory for every document.  Measured for 10 KB documents on this
-machine kind, with the SQLite WAL fsynced outside the writer lock (:mod:`xds_hub.storage.db`):
-0.6-0.7 ms of CPU less and 14-17 % more submissions/s (bench/RESULTS.md).  A part that grows past
-the limit goes on into the blob store as before, so a large document is never held in memory.
+An ITI-41 document (an MTOM part, or decoded inline base64) of at most ``[hub]
+inline_document_bytes`` (64 KiB by default; 0: never) is not written to the blob
+store.  :class:`InlineWriter` keeps it in memory while the request is read, and it goes into
+``inline_blob`` with its ``repository_document`` row (:func:`rows`; on PostgreSQL in the same
+statement).  Its durability is then the commit's, which concurrent submissions share
+(:mod:`xds_hub.registry.group_commit`).  The blob store would instead create a file, fsync it, link
+it and fsync its directory for every document.  Measured for 10 KB documents on this machine kind,
+with the SQLite WAL fsynced outside the writer lock (:mod:`xds_hub.storage.db`): 0.6-0.7 ms of CPU
+less and 14-17 % more submissions/s (bench/RESULTS.md).  A part that grows past the limit goes on
+into the blob store as before, so a large document is never held in memory.
 
 Keys are ``db:<SHA-256 of the content>``: content-addressed like the blob store's keys, in their
 own namespace (a blob store key is bare hex).  Readers go through :func:`read`, deletions through

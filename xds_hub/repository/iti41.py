@@ -2,8 +2,9 @@
 
 Each xdsb:Document is matched to its DocumentEntry by id (an entry without a document is
 XDSMissingDocument, a document without an entry XDSMissingDocumentMetadata).  MTOM parts are
-already in the blob store when the handler runs; inline base64 documents are decoded into it
-chunk by chunk.  The blob store computes the SHA-1 and size while the octets stream in; a hash or
+already read when the handler runs (small ones kept in memory for the database, the others in
+the blob store: :mod:`xds_hub.repository.inline`); inline base64 documents are decoded the same
+way, chunk by chunk.  The blob store computes the SHA-1 and size while the octets stream in; a hash or
 size supplied by the Document Source that disagrees is XDSRepositoryMetadataError
 (3.41.4.1.3.2).  The repository then sets repositoryUniqueId, hash and size on every entry and
 registers the submission (the ITI-42 of 3.41.4.1.3.2, done in process) in the same database
@@ -103,8 +104,8 @@ def _inline_elements(body: etree._Element) -> dict[str, etree._Element]:
     }
 
 
-def _store_inline(stores: Stores, elem: etree._Element, doc_id: str) -> BlobInfo:
-    writer = stores.blobs.writer()
+def _store_inline(writers: inline.InlineWriters, elem: etree._Element, doc_id: str) -> BlobInfo:
+    writer = writers.writer()
     try:
         decode_base64_into(elem.text or "", writer)
         info = writer.finish()
@@ -119,26 +120,29 @@ def _store_inline(stores: Stores, elem: etree._Element, doc_id: str) -> BlobInfo
 
 
 def _gather_contents(
-    request: SoapRequest, submission: Submission, stores: Stores
+    request: SoapRequest, submission: Submission, stores: Stores, settings: Settings
 ) -> tuple[dict[str, BlobInfo], list[Problem]]:
     """DocumentEntry id -> stored content for the xdsb:Documents of the request, and the problems met.
 
     Only documents that have a DocumentEntry are read (the others are reported by
     :func:`attach_contents`).  A document whose xop:Include names no MIME part of the message is
-    XDSMissingDocument; inline content that is not base64 is XDSRepositoryError.
+    XDSMissingDocument; inline content that is not base64 is XDSRepositoryError.  Decoded inline
+    content is kept for the database up to ``inline_document_bytes``, as MTOM parts are
+    (:mod:`xds_hub.repository.inline`).
     """
     entry_ids = {d.entry_uuid for d in submission.documents}
-    inline = _inline_elements(request.body)
+    in_body = _inline_elements(request.body)
+    writers = inline.InlineWriters(stores.blobs, settings.inline_document_bytes)
     contents: dict[str, BlobInfo] = {}
     problems: list[Problem] = []
     for doc_id, ref in submission.document_refs.items():
         if doc_id not in entry_ids:
             continue
         if ref.startswith(wire.INLINE_REF_PREFIX):
-            elem = inline.get(doc_id)
+            elem = in_body.get(doc_id)
             if elem is not None:
                 try:
-                    contents[doc_id] = _store_inline(stores, elem, doc_id)
+                    contents[doc_id] = _store_inline(writers, elem, doc_id)
                 except XdsError as exc:
                     problems.extend(exc.problems)
             continue
@@ -395,7 +399,7 @@ def handle(request: SoapRequest, stores: Stores, settings: Settings) -> SoapResp
         except ParseError as exc:
             raise SoapFault(FaultCode.SENDER, f"not a ProvideAndRegisterDocumentSetRequest: {exc}") from None
         authorize_submission(request, submission, settings, stores, "ITI-41")  # sourceId, patients
-        contents, problems = _gather_contents(request, submission, stores)
+        contents, problems = _gather_contents(request, submission, stores, settings)
         result = provide_and_register(stores, settings, submission, contents, problems=problems)
     except XdsError as exc:
         log.info("ITI-41 rejected", extra={"codes": sorted({p.code.value for p in exc.problems})})
