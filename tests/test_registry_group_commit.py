@@ -1,7 +1,7 @@
 """Group commit of registry writes (xds_hub.registry.group_commit), on both backends.
 
-The first unit of work holds its batch open until the others are queued, so the next batch
-certainly holds several units; each runs in its own savepoint and the batch commits once.
+The first unit of work holds its batch open until the others are queued; they join its batch
+when it ends, each in its own savepoint, and the batch commits once.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, event, func, select
 
 from tests.test_registry_support import SETTINGS, codes, document, known_patient, package
 from xds_hub.domain.metadata import Submission
@@ -20,7 +20,7 @@ from xds_hub.errors import ErrorCode, XdsError
 from xds_hub.registry import store
 from xds_hub.registry.group_commit import GroupCommit, group_commit
 from xds_hub.registry.register import register_submission
-from xds_hub.storage.db import read_transaction
+from xds_hub.storage.db import read_transaction, write_transaction
 from xds_hub.storage.schema import patient
 from xds_hub.storage.stores import Stores
 
@@ -154,6 +154,75 @@ def test_iti42_group_commit_many_threads_all_committed(stores: Stores) -> None:
             select(func.count()).select_from(patient).where(patient.c.patient_id.in_(pids))
         ).scalar_one()
     assert count == len(pids)
+
+
+def test_iti42_group_commit_first_unit_keeps_its_rows_when_a_joining_unit_fails(stores: Stores) -> None:
+    """The held unit runs alone, without a savepoint; the units that join it after run in theirs:
+    a failing one rolls back to its own, the first unit's row stays."""
+    committer = GroupCommit(stores.engine)
+    release, started = threading.Event(), threading.Event()
+    first = "GCF0^^^&1.2.3&ISO"
+
+    def hold(conn: Connection) -> str:
+        _add_patient(first)(conn)
+        started.set()
+        assert release.wait(30)
+        return first
+
+    holder = threading.Thread(target=lambda: committer.run(hold))
+    holder.start()
+    assert started.wait(30)
+    errors: list[Exception] = []
+
+    def fail() -> None:
+        try:
+            committer.run(_add_patient("GCF1^^^&1.2.3&ISO", fail=True))
+        except ValueError as exc:
+            errors.append(exc)
+
+    failing = threading.Thread(target=fail)
+    failing.start()
+    while not committer._queue:
+        threading.Event().wait(0.01)
+    release.set()
+    for t in (holder, failing):
+        t.join(60)
+    assert len(errors) == 1
+    assert _stored_patients(stores, [first, "GCF1^^^&1.2.3&ISO"]) == {first}
+
+
+def test_iti42_group_commit_units_queued_while_the_leader_waits_for_the_lock_join_its_batch(
+    stores: Stores,
+) -> None:
+    """Another writer holds the writer lock: the leader waits for it with its one unit, four more
+    queue up meanwhile, and all five go in the leader's transaction, committed once."""
+    committer = GroupCommit(stores.engine)
+    pids = [f"GCW{i}^^^&1.2.3&ISO" for i in range(5)]
+    commits: list[int] = []
+    main = threading.get_ident()
+
+    def on_commit(_conn: Connection) -> None:
+        if threading.get_ident() != main:
+            commits.append(threading.get_ident())
+
+    threads = [threading.Thread(target=committer.run, args=(_add_patient(pid),)) for pid in pids]
+    event.listen(stores.engine, "commit", on_commit)
+    try:
+        with write_transaction(stores.engine):  # the other writer
+            threads[0].start()
+            while committer._leader is None:
+                threading.Event().wait(0.01)
+            threading.Event().wait(0.1)  # the leader is blocked on the writer lock
+            for t in threads[1:]:
+                t.start()
+            while len(committer._queue) < 4:
+                threading.Event().wait(0.01)
+        for t in threads:
+            t.join(60)
+    finally:
+        event.remove(stores.engine, "commit", on_commit)
+    assert _stored_patients(stores, pids) == set(pids)
+    assert len(commits) == 1
 
 
 def test_iti42_group_commit_refuses_a_nested_unit(stores: Stores) -> None:

@@ -9,7 +9,9 @@ after the other in *one* transaction, each inside its own savepoint, and commits
 
 - the first request to arrive while no batch is running becomes the leader: it takes every unit
   queued so far (its own first), runs each in a savepoint, commits, and wakes their threads;
-  requests arriving meanwhile queue up and the first of them leads the next batch;
+  units queued while it waits for the writer lock, or while the units before them run, join its
+  batch (up to :data:`MAX_BATCH`); those queued after that wait, and the first of them leads the
+  next batch;
 - the units run in queue order, each seeing the rows of those before it, exactly as the same
   transactions one after the other would (the uniqueness checks of the registry hold);
 - a unit that raises is rolled back to its savepoint and its thread gets the exception; the
@@ -18,7 +20,8 @@ after the other in *one* transaction, each inside its own savepoint, and commits
   durable one; if the commit itself fails, every unit of the batch gets that exception and
   nothing of the batch is stored.
 
-A batch of one unit runs without a savepoint, i.e. exactly as ``write_transaction`` alone.
+A unit alone in its batch when the batch starts runs without a savepoint, i.e. exactly as
+``write_transaction`` alone (units that join later run in savepoints of their own).
 """
 
 from __future__ import annotations
@@ -116,19 +119,33 @@ class GroupCommit:
                 successor.done.set()
 
     def _commit(self, batch: list[_Unit[Any]]) -> None:
+        """Run ``batch`` in one transaction; units queued meanwhile join it (``batch`` grows in
+        place, up to ``max_batch``): those that arrived while its leader waited for the writer
+        lock, and those that arrived while the units before them ran."""
         try:
             with write_transaction(self.engine, sync_after_unlock=True) as conn:
-                if len(batch) == 1:
+                self._join(batch)
+                done = 0
+                if len(batch) == 1:  # alone: no savepoint (its failure leaves nothing to keep)
                     batch[0].value = batch[0].work(conn)
-                else:
-                    for unit in batch:
-                        self._run_in_savepoint(conn, unit)
+                    done = 1
+                while done < len(batch) or self._join(batch):
+                    self._run_in_savepoint(conn, batch[done])
+                    done += 1
         except BaseException as exc:  # the unit of a batch of one, or the commit: nothing is stored
             for unit in batch:
                 if unit.error is None:
                     unit.value, unit.error = None, exc
             if not isinstance(exc, Exception):
                 raise
+
+    def _join(self, batch: list[_Unit[Any]]) -> bool:
+        """Move queued units into ``batch`` (up to ``max_batch``); whether any came."""
+        with self._lock:
+            more = self._queue[: self.max_batch - len(batch)]
+            del self._queue[: len(more)]
+        batch.extend(more)
+        return bool(more)
 
     @staticmethod
     def _run_in_savepoint(conn: Connection, unit: _Unit[Any]) -> None:
