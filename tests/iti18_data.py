@@ -1,5 +1,5 @@
 """Registry content for the ITI-18 tests: objects with real UUIDs, written with the registry's own
-insert (xds_hub.registry.store.insert_objects), and helpers to run stored queries in-process.
+insert (xds_hub.registry.insert.insert_objects), and helpers to run stored queries in-process.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from xds_hub.domain.query import AdhocQuery, parse_request
 from xds_hub.domain.vocabulary import AssociationType, Status, StoredQuery
 from xds_hub.errors import ErrorCode, XdsError
 from xds_hub.registry import iti18
-from xds_hub.registry.store import insert_objects, set_status
+from xds_hub.registry.insert import insert_objects
+from xds_hub.registry.store import set_status
 from xds_hub.storage.db import make_engine, write_transaction
 from xds_hub.storage.fs import FsBlobStore
 from xds_hub.storage.migrate import upgrade

@@ -18,7 +18,7 @@ from tests.repository_support import hub_patient, submission_for
 from tests.test_iti57_support import SUCCESS, post_iti86
 from xds_hub.client.xds import DocumentRequest, XdsClient
 from xds_hub.errors import ErrorCode
-from xds_hub.registry import store as registry_store
+from xds_hub.registry import insert as registry_insert
 from xds_hub.registry.group_commit import group_commit
 from xds_hub.repository import inline
 from xds_hub.repository.iti43 import DocumentRequest as RepositoryRequest
@@ -172,7 +172,7 @@ def test_kept_content_goes_in_only_with_the_repository_rows_inserted(
     """The repository rows and their kept contents go in together (one statement on PostgreSQL,
     unless the submission is too large for one): a uniqueId held already inserts no content."""
     if not one_statement:
-        monkeypatch.setattr(registry_store, "_PG_MAX_PARAMS", 0)
+        monkeypatch.setattr(registry_insert, "_PG_MAX_PARAMS", 0)
     tag = "1.2.3.99." + ("1" if one_statement else "2")
 
     def content(name: str) -> BlobInfo:
@@ -184,7 +184,7 @@ def test_kept_content_goes_in_only_with_the_repository_rows_inserted(
         rows = [StoredDocument(uid, REPOSITORY_ID, blob.key, "0" * 40, 1, "text/plain") for uid, blob in docs]
         extra = insert_with_registration(rows, [blob for _, blob in docs])
         with db.write_transaction(store.engine) as conn:
-            return [row[0] for row in registry_store.insert_rows(conn, {}, extra)]
+            return [row[0] for row in registry_insert.insert_rows(conn, {}, extra)]
 
     a, b, c = content("a"), content("b"), content("c")
     assert insert([(f"{tag}.1", a)]) == [f"{tag}.1"]

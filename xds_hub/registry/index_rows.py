@@ -3,7 +3,7 @@
 its kind, and its code, author and referenceIdList rows.
 
 Rows are plain tuples in the column order of :data:`COLUMNS`, ready for a DB-API ``executemany``
-(:func:`xds_hub.registry.store.insert_objects`); values longer than their column are reported
+(:func:`xds_hub.registry.insert.insert_objects`); values longer than their column are reported
 before anything is written (PostgreSQL would refuse them, SQLite would not).
 """
 

@@ -91,6 +91,7 @@ from xds_hub.domain.vocabulary import (
 from xds_hub.errors import ErrorCode, Problem, XdsError
 from xds_hub.registry import store
 from xds_hub.registry.index_rows import Tables, index_rows, length_problems, merged, with_seq
+from xds_hub.registry.insert import ExtraInsert, insert_rows
 from xds_hub.storage import codec
 
 KIND_NAMES: Final = {"D": "DocumentEntry", "S": "SubmissionSet", "F": "Folder", "A": "Association"}
@@ -558,7 +559,7 @@ def register_submission(
     settings: Settings,
     *,
     now: datetime | None = None,
-    extra: store.ExtraInsert | None = None,
+    extra: ExtraInsert | None = None,
 ) -> RegistrationResult:
     """Check ``submission`` against the registry and store it (ITI TF-2 3.42.4.1.3).
 
@@ -568,7 +569,7 @@ def register_submission(
     problem found, before writing anything; the caller's transaction then rolls back.
     ``settings`` is the hub's (for future registry policies); ``now`` fixes the registration time.
     ``extra``: rows of another table inserted with the registry's, once the checks have passed
-    (the Document Repository's, ITI-41; see :func:`xds_hub.registry.store.insert_rows`).
+    (the Document Repository's, ITI-41; see :func:`xds_hub.registry.insert.insert_rows`).
     Writers that can prepare before taking the lock call :func:`prepare_submission` there and
     :func:`register_prepared` under it.
     """
@@ -577,7 +578,7 @@ def register_submission(
 
 
 def register_prepared(
-    conn: Connection, prepared: PreparedSubmission, *, extra: store.ExtraInsert | None = None
+    conn: Connection, prepared: PreparedSubmission, *, extra: ExtraInsert | None = None
 ) -> RegistrationResult:
     """:func:`register_submission` of a :class:`PreparedSubmission` (same rules, same result)."""
     reg = _Registration(conn, prepared.submission)
@@ -599,7 +600,7 @@ def register_prepared(
         raise XdsError(too_long)
     deprecated = reg.deprecations()
     seq = _seq(prepared.now)
-    returned = store.insert_rows(conn, with_seq(tables, seq), extra)
+    returned = insert_rows(conn, with_seq(tables, seq), extra)
     store.set_status(conn, deprecated, Status.DEPRECATED)
     store.touch_folders(conn, reg.touched, prepared.stamp)
     return RegistrationResult(

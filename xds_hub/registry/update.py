@@ -78,6 +78,7 @@ from xds_hub.domain.vocabulary import (
 )
 from xds_hub.errors import ErrorCode, Problem, XdsError
 from xds_hub.registry import read, store
+from xds_hub.registry.insert import insert_objects
 from xds_hub.registry.patients import is_known
 from xds_hub.registry.register import KIND_NAMES, dtm
 from xds_hub.registry.update_request import AssociationSubmission, StatusUpdate, UpdateRequest, VersionUpdate
@@ -527,7 +528,7 @@ def apply_update(
     stored = _registered_objects(req, upd, submitted, stamp)
     stored = dataclasses.replace(stored, associations=(*stored.associations, *propagated))
     seq = time.time_ns() if now is None else int(moment.timestamp() * 1_000_000_000)
-    store.insert_objects(
+    insert_objects(
         conn, [stored.submission_set, *stored.documents, *stored.folders, *stored.associations], seq
     )
     changes = dict.fromkeys(upd.superseded, Status.DEPRECATED) | upd.changes

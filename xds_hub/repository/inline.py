@@ -27,7 +27,7 @@ from typing import Final
 from sqlalchemy import Connection, delete, select
 
 from xds_hub.registry import dbapi
-from xds_hub.registry.store import DependentInsert
+from xds_hub.registry.insert import DependentInsert
 from xds_hub.storage.ports import BlobInfo, BlobStore, BlobWriter
 from xds_hub.storage.schema import inline_blob
 

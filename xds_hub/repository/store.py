@@ -15,7 +15,7 @@ from functools import cache
 from sqlalchemy import Connection, bindparam, func, select
 
 from xds_hub.registry import dbapi
-from xds_hub.registry.store import ExtraInsert
+from xds_hub.registry.insert import ExtraInsert
 from xds_hub.repository import inline
 from xds_hub.storage.ports import BlobInfo
 from xds_hub.storage.schema import repository_document
