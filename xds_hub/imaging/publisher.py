@@ -36,7 +36,7 @@ from xds_hub.imaging.patients import affinity_patient_id, local_patient
 from xds_hub.imaging.rad68 import ManifestMetadata, build_submission
 from xds_hub.imaging.tables import dicom_instance, dicom_series, dicom_study, imaging_manifest, imaging_report
 from xds_hub.log import get_logger
-from xds_hub.storage.schema import document_entry
+from xds_hub.storage.schema import registry_object
 
 if TYPE_CHECKING:
     from xds_hub.config import Settings
@@ -110,7 +110,9 @@ def _confirm_pending(conn: Connection, study_uid: str) -> None:
     ).all()
     for (kos_uid,) in pending:
         registered = conn.execute(
-            select(document_entry.c.id).where(document_entry.c.unique_id == kos_uid)
+            select(registry_object.c.id).where(
+                registry_object.c.unique_id == kos_uid, registry_object.c.kind == "D"
+            )
         ).first()
         status = "registered" if registered else "failed"
         conn.execute(

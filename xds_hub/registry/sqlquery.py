@@ -436,7 +436,7 @@ def _documents_by_id(
         if uuids:
             cond = de.c.id.in_(batch)
         elif uids:
-            cond = de.c.unique_id.in_(batch)
+            cond = de.c.id.in_(_by_unique_id("D", batch))
         else:
             cond = de.c.id.in_(select(ro.c.id).where(ro.c.lid.in_(batch), ro.c.kind == "D"))
         return select(de.c.id).where(cond, *_doc_versions(q))
@@ -555,9 +555,12 @@ def get_folder_and_contents(conn: Connection, q: GetFolderAndContents, limit: in
 
 def get_folders_for_document(conn: Connection, q: GetFoldersForDocument, limit: int) -> Found:
     """3.18.4.1.2.3.7.12: the Folders that have the document (any version of it) as a member."""
-    key = de.c.id == q.entry_uuid if q.entry_uuid is not None else de.c.unique_id == q.unique_id
+    if q.entry_uuid is not None:
+        document: Any = select(de.c.id).where(de.c.id == q.entry_uuid)
+    else:
+        document = _by_unique_id("D", [q.unique_id or ""])
     holders = select(asc.c.source_id).where(
-        asc.c.type == HAS_MEMBER, asc.c.target_id.in_(select(de.c.id).where(key)), *_assoc_level(q)
+        asc.c.type == HAS_MEMBER, asc.c.target_id.in_(document), *_assoc_level(q)
     )
     stmt = select(fo.c.id).where(fo.c.id.in_(holders), *_folder_level(q))
     return Found().add("F", _column(conn, stmt))

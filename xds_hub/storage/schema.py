@@ -70,7 +70,7 @@ document_entry = Table(
     Column("size", BigInteger),
     Column("mime_type", String(128)),
     Index("ix_document_entry_patient", "patient_id", "status", "creation_time"),
-    Index("ix_document_entry_unique_id", "unique_id"),
+    # (by uniqueId: through ix_registry_object_unique_id)
 )
 
 submission_set = Table(
