@@ -173,9 +173,19 @@ class Hub:
         log = (self.folder / "hub.log").open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "xds_hub", "serve", *self.store_args(),
-                "--http-port", str(self.http_port), "--dicom-port", str(self.dicom_port),
-                "--mllp-port", str(self.mllp_port), "--log-level", "WARNING",
+                sys.executable,
+                "-m",
+                "xds_hub",
+                "serve",
+                *self.store_args(),
+                "--http-port",
+                str(self.http_port),
+                "--dicom-port",
+                str(self.dicom_port),
+                "--mllp-port",
+                str(self.mllp_port),
+                "--log-level",
+                "WARNING",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -51,10 +51,18 @@ class SeaweedS3:
         ports = {name: free_port() for name in ("master", "volume", "filer")}
         self.process = subprocess.Popen(
             [
-                binary, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.folder}",
-                f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-                f"-filer.port={ports['filer']}", "-s3", f"-s3.port={self.s3_port}",
-                "-master.volumeSizeLimitMB=64", "-volume.max=20",
+                binary,
+                "server",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-dir={self.folder}",
+                f"-master.port={ports['master']}",
+                f"-volume.port={ports['volume']}",
+                f"-filer.port={ports['filer']}",
+                "-s3",
+                f"-s3.port={self.s3_port}",
+                "-master.volumeSizeLimitMB=64",
+                "-volume.max=20",
             ],
             stdout=(self.folder / "weed.log").open("wb"),
             stderr=subprocess.STDOUT,

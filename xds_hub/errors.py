@@ -231,7 +231,5 @@ class Hl7Error(Exception):
         super().__init__("; ".join(f"{p.code} {p.location}: {p.text}" for p in self.problems))
 
     @classmethod
-    def one(
-        cls, code: Hl7ErrorCode, text: str, location: str = "", ack: AckCode = AckCode.ERROR
-    ) -> Hl7Error:
+    def one(cls, code: Hl7ErrorCode, text: str, location: str = "", ack: AckCode = AckCode.ERROR) -> Hl7Error:
         return cls([Hl7Problem(code, text, location)], ack)
