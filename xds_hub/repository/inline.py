@@ -1,8 +1,8 @@
 """Small documents kept in the database, written in the transaction that registers them.
 
-An ITI-41 document (an MTOM part, or decoded inline base64) of at most ``[hub]
-inline_document_bytes`` (64 KiB by default; 0: never) is not written to the blob
-store.  :class:`InlineWriter` keeps it in memory while the request is read, and it goes into
+An ITI-41 document (an MTOM part, or decoded inline base64) of at most
+``[hub] inline_document_bytes`` (64 KiB by default; 0: never) is not written to the blob store.
+:class:`InlineWriter` keeps it in memory while the request is read, and it goes into
 ``inline_blob`` with its ``repository_document`` row (:func:`rows`; on PostgreSQL in the same
 statement).  Its durability is then the commit's, which concurrent submissions share
 (:mod:`xds_hub.registry.group_commit`).  The blob store would instead create a file, fsync it, link

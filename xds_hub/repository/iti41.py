@@ -4,13 +4,12 @@ Each xdsb:Document is matched to its DocumentEntry by id (an entry without a doc
 XDSMissingDocument, a document without an entry XDSMissingDocumentMetadata).  MTOM parts are
 already read when the handler runs (small ones kept in memory for the database, the others in
 the blob store: :mod:`xds_hub.repository.inline`); inline base64 documents are decoded the same
-way, chunk by chunk.  The blob store computes the SHA-1 and size while the octets stream in; a hash or
-size supplied by the Document Source that disagrees is XDSRepositoryMetadataError
-(3.41.4.1.3.2).  The repository then sets repositoryUniqueId, hash and size on every entry and
-registers the submission (the ITI-42 of 3.41.4.1.3.2, done in process) in the same database
-transaction that records its documents, so either everything is stored or nothing is (that
-transaction may also carry concurrent submissions, each in its own savepoint: see
-:mod:`xds_hub.registry.group_commit`).
+way, chunk by chunk.  The SHA-1 and size are computed while the octets stream in; a hash or size
+supplied by the Document Source that disagrees is XDSRepositoryMetadataError (3.41.4.1.3.2).
+The repository then sets repositoryUniqueId, hash and size on every entry and registers the
+submission (the ITI-42 of 3.41.4.1.3.2, done in process) in the same database transaction that
+records its documents, so either everything is stored or nothing is (that transaction may also
+carry concurrent submissions, each in its own savepoint: see :mod:`xds_hub.registry.group_commit`).
 
 A DocumentEntry of an XDS-I.b manifest (RAD-68: mimeType application/dicom, formatCode
 1.2.840.10008.5.1.4.1.1.88.59) has its KOS checked against its metadata by
