@@ -71,6 +71,7 @@ from xds_hub.storage.schema import (
     patient,
     registry_object,
     submission_set,
+    versions_of,
 )
 
 de, ss, fo, asc, ro = document_entry, submission_set, folder, association, registry_object
@@ -167,7 +168,10 @@ def _latest(id_col: Any) -> ColumnElement[bool]:
     old, new = ro.alias("v_old"), ro.alias("v_new")
     newer = (
         select(new.c.id)
-        .select_from(old.join(new, and_(new.c.lid == old.c.lid, new.c.version > old.c.version)))
+        .select_from(
+            # a newer version is never a first one: lid <> id (the rows ix_registry_object_lid holds)
+            old.join(new, and_(new.c.lid == old.c.lid, new.c.lid != new.c.id, new.c.version > old.c.version))
+        )
         .where(old.c.id == id_col)
     )
     return ~newer.exists()
@@ -438,7 +442,7 @@ def _documents_by_id(
         elif uids:
             cond = de.c.id.in_(_by_unique_id("D", batch))
         else:
-            cond = de.c.id.in_(select(ro.c.id).where(ro.c.lid.in_(batch), ro.c.kind == "D"))
+            cond = de.c.id.in_(select(ro.c.id).where(versions_of(ro, batch), ro.c.kind == "D"))
         return select(de.c.id).where(cond, *_doc_versions(q))
 
     return [row.id for row in _chunked(conn, uuids or uids or lids, make)]
@@ -453,7 +457,7 @@ def get_folders(conn: Connection, q: GetFolders, limit: int) -> Found:
         elif q.unique_ids:
             cond = fo.c.id.in_(_by_unique_id("F", batch))
         else:
-            cond = fo.c.id.in_(select(ro.c.id).where(ro.c.lid.in_(batch), ro.c.kind == "F"))
+            cond = fo.c.id.in_(select(ro.c.id).where(versions_of(ro, batch), ro.c.kind == "F"))
         return select(fo.c.id).where(cond, *_folder_level(q))
 
     rows = _chunked(conn, q.entry_uuids or q.unique_ids or q.logical_ids, make)

@@ -32,6 +32,7 @@ from xds_hub.storage.schema import (
     patient,
     registry_object,
     submission_set,
+    versions_of,
 )
 
 T = TypeVar("T")
@@ -305,7 +306,7 @@ def folders_containing(conn: Connection, document_ids: Iterable[str]) -> dict[st
             select(a.c.target_id, current.c.id)
             .select_from(
                 a.join(holder, holder.c.id == a.c.source_id).join(
-                    current, and_(current.c.lid == holder.c.lid, current.c.kind == "F")
+                    current, and_(versions_of(current, holder.c.lid), current.c.kind == "F")
                 )
             )
             .where(
@@ -431,7 +432,7 @@ def latest_versions(conn: Connection, lids: Iterable[str]) -> dict[str, StoredVe
         query = (
             _stored_objects_query()
             .add_columns(ro.c.version)
-            .where(ro.c.lid.in_(batch))
+            .where(versions_of(ro, batch))
             .order_by(ro.c.lid, ro.c.version.desc(), ro.c.seq.desc())
         )
         for row in conn.execute(query):

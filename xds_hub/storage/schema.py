@@ -11,9 +11,13 @@ Other areas (PIX, imaging, audit) define their tables in their own modules on th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Index,
     Integer,
     LargeBinary,
@@ -21,6 +25,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    or_,
+    text,
 )
 
 metadata = MetaData(
@@ -51,8 +58,25 @@ registry_object = Table(
     #: Registration time in nanoseconds since the epoch; a submission's objects share one value.
     Column("seq", BigInteger, nullable=False),
     Index("ix_registry_object_unique_id", "unique_id"),
-    Index("ix_registry_object_lid", "lid"),
+    # Only the later versions (Metadata Update, ITI-57): a first version's lid is its own id, which
+    # the primary key finds; see versions_of.
+    Index(
+        "ix_registry_object_lid", "lid", sqlite_where=text("lid <> id"), postgresql_where=text("lid <> id")
+    ),
 )
+
+
+def versions_of(obj: Any, lids: Sequence[str] | ColumnElement[Any]) -> ColumnElement[bool]:
+    """``obj`` (``registry_object`` or an alias of it) is a version of one of ``lids`` (logical ids,
+    or a column holding one): its first version, whose id is the logical id, or a later one, whose
+    lid is (and differs from its id).  Written so that each half has an index: the primary key, and
+    ``ix_registry_object_lid``, which holds only the later versions (``lid <> id``)."""
+    if isinstance(lids, ColumnElement):
+        first, later = obj.c.id == lids, obj.c.lid == lids
+    else:
+        first, later = obj.c.id.in_(lids), obj.c.lid.in_(lids)
+    return or_(and_(first, obj.c.lid == obj.c.id), and_(later, obj.c.lid != obj.c.id))
+
 
 document_entry = Table(
     "document_entry",
