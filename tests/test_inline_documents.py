@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -151,12 +152,11 @@ def test_sweep_deletes_unreferenced_inline_content_past_its_grace(
     (uid,) = _submit(hub, store, client, [b"referenced content " * 10])
     referenced = _keys(store, [uid])[uid]
     orphan = BlobInfo("db:" + "0" * 64, "0" * 40, 3, b"abc")
-    with store.engine.begin() as conn:
-        inline.store(conn, [orphan])
-        conn.execute(inline_blob.update().where(inline_blob.c.key == orphan.key).values(created=1))
+    with store.engine.begin() as conn:  # kept content that nothing refers to: an old one, a young one
+        conn.execute(inline_blob.insert(), {"key": orphan.key, "data": b"abc", "created": 1})
     young = BlobInfo("db:" + "1" * 64, "1" * 40, 3, b"def")
     with store.engine.begin() as conn:
-        inline.store(conn, [young])
+        conn.execute(inline_blob.insert(), {"key": young.key, "data": b"def", "created": time.time_ns()})
     sweep_orphans(store, grace_seconds=3600)
     with store.engine.connect() as conn:
         left = inline.read(conn, [orphan.key, young.key, referenced])

@@ -133,12 +133,8 @@ def _insert_extra(cur: Any, extra: ExtraInsert, style: dbapi.Flavor) -> list[Row
         inserted = {row[at] for row in returned}
         rows = [row for row in dependent.rows if row[0] in inserted]
         if rows:
-            values = ", ".join([style.param] * len(dependent.columns))
-            cur.executemany(
-                f"INSERT INTO {dependent.table.name} ({', '.join(dependent.columns)}) "
-                f"VALUES ({values}) {dependent.suffix}",
-                rows,
-            )
+            sql = dbapi.insert_sql(dependent.table, dependent.columns, style)
+            cur.executemany(f"{sql} {dependent.suffix}", rows)
     return returned
 
 

@@ -26,7 +26,6 @@ from typing import Final
 
 from sqlalchemy import Connection, delete, select
 
-from xds_hub.registry import dbapi
 from xds_hub.registry.insert import DependentInsert
 from xds_hub.storage.ports import BlobInfo, BlobStore, BlobWriter
 from xds_hub.storage.schema import inline_blob
@@ -49,7 +48,7 @@ class InlineWriter:
     """A :class:`~xds_hub.storage.ports.BlobWriter` that keeps up to ``limit`` octets in memory.
 
     :meth:`finish` returns a :class:`BlobInfo` whose ``data`` holds them (nothing is stored yet:
-    the caller stores them with :func:`store`).  Past ``limit`` the blob goes on in a writer of
+    they go into the database with :func:`rows`).  Past ``limit`` the blob goes on in a writer of
     ``blobs``, and :meth:`finish` returns what that one stored.
     """
 
@@ -131,21 +130,6 @@ def rows(infos: Iterable[BlobInfo]) -> DependentInsert | None:
         on="blob_key",
         suffix="ON CONFLICT (key) DO NOTHING",
     )
-
-
-def store(conn: Connection, infos: Iterable[BlobInfo]) -> None:
-    """Insert the documents among ``infos`` that are kept in the database, in ``conn``'s
-    transaction, whether anything refers to them or not (as :func:`rows`, else)."""
-    insert = rows(infos)
-    if insert is None:
-        return
-    style = dbapi.flavor(conn)
-    values = ", ".join([style.param] * len(_COLUMNS))
-    with dbapi.cursor(conn) as cur:
-        cur.executemany(
-            f"INSERT INTO {inline_blob.name} ({', '.join(_COLUMNS)}) VALUES ({values}) {insert.suffix}",
-            insert.rows,
-        )
 
 
 def read(conn: Connection, keys: Iterable[str]) -> dict[str, bytes]:
